@@ -1,0 +1,1 @@
+"""Model definitions and tokenizers built on tinytensor."""

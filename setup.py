@@ -1,0 +1,18 @@
+"""Packaging for tinytensor: the engine (`tinytensor`), the model zoo (`models`) and the trainers (`train`)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tinytensor",
+    version="0.1.0",
+    description="A small reverse-mode autograd framework on NumPy/CuPy, with a transformer model zoo",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tinytensor", "tinytensor.*", "models", "models.*", "train", "train.*"]),
+    install_requires=["numpy>=1.26", "safetensors>=0.4", "tqdm>=4.60"],
+    extras_require={
+        "cuda": ["cupy-cuda12x>=13"],
+        "plot": ["matplotlib>=3.7"],
+        "test": ["pytest>=7", "hypothesis>=6.80"],
+    },
+)

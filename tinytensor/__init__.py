@@ -1,0 +1,19 @@
+"""tinytensor: a small reverse-mode autograd framework on NumPy, with CuPy as a drop-in GPU backend.
+
+    import tinytensor as tt
+    x = tt.tensor([[1.0, 2.0]], requires_grad=True)
+    (x * x).sum().backward()
+    x.grad          # tensor([[2. 4.]])
+
+Layers, bottom to top: backend (numpy | cupy), autograd (Function, graph walk), tensor (Tensor), ops (forward and
+backward side by side), nn, optim, gradcheck, io.
+"""
+from tinytensor import autograd
+from tinytensor.autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from tinytensor.backend import (bool_, cuda_is_available, float16, float32, float64, get_rng_state, int32, int64,
+                                manual_seed, set_rng_state)
+from tinytensor.ops import *  # noqa: F403 - the op functions are the top-level API, as in torch
+from tinytensor.tensor import Tensor
+from tinytensor.gradcheck import gradcheck  # noqa: E402,I001 - gradcheck builds on the ops above
+
+__version__ = "0.1.0"

@@ -1,0 +1,130 @@
+"""Where arrays live: NumPy on the CPU, CuPy on an NVIDIA GPU.
+
+This is the bottom layer of tinytensor and the only file that imports CuPy (lazily, so CuPy stays optional).
+Every op asks `array_module(...)` for the module `xp` that holds its inputs and writes its math once, against
+`xp`, the way Chainer does. Moving data between devices happens only in `to_device`; mixing devices in one
+op is an error that names both, never a silent copy.
+
+It also owns the random generators (`manual_seed` seeds both backends) and the dtype vocabulary.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy
+
+float16 = numpy.dtype("float16")
+float32 = numpy.dtype("float32")
+float64 = numpy.dtype("float64")
+int32 = numpy.dtype("int32")
+int64 = numpy.dtype("int64")
+bool_ = numpy.dtype("bool")
+DEFAULT_FLOAT = float32
+
+_cupy: types.ModuleType | None = None
+_seed: int | None = None
+_generators: dict[str, object] = {}
+
+
+def cupy_module() -> types.ModuleType:
+    """Import CuPy on first use; say how to get it when it is missing."""
+    global _cupy
+    if _cupy is None:
+        try:
+            import cupy
+        except ImportError as error:
+            raise RuntimeError(
+                "device 'cuda' needs CuPy: pip install -e '.[cuda]' (or the cupy-cudaXXx wheel for your CUDA)"
+            ) from error
+        _cupy = cupy
+    return _cupy
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        return cupy_module().cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, or no device: all mean "no GPU"
+        return False
+
+
+def normalize_device(device: str) -> str:
+    """Accept 'cpu', 'cuda' and 'cuda:0'; return 'cpu' or 'cuda'."""
+    name = str(device).split(":")[0]
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+    return name
+
+
+def module_for(device: str) -> types.ModuleType:
+    """The array module (numpy or cupy) of a device."""
+    return numpy if normalize_device(device) == "cpu" else cupy_module()
+
+
+def device_of(array) -> str:
+    """'cpu' for NumPy arrays and scalars, 'cuda' for CuPy arrays."""
+    return "cpu" if isinstance(array, (numpy.ndarray, numpy.generic)) else "cuda"
+
+
+def array_module(*arrays, op: str = "op") -> types.ModuleType:
+    """The one place that decides `xp` for an op: all inputs must share a device."""
+    device = device_of(arrays[0])
+    for array in arrays[1:]:
+        other = device_of(array)
+        if other != device:
+            raise RuntimeError(f"{op}: inputs are on different devices, {device} and {other}; move one with .to()")
+    return numpy if device == "cpu" else cupy_module()
+
+
+def to_device(array, device: str):
+    """Copy an array to a device (no copy when it is already there)."""
+    device = normalize_device(device)
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return array.get()
+    return cupy_module().asarray(array)
+
+
+def to_numpy(array) -> numpy.ndarray:
+    """A host NumPy array, copying from the GPU if needed (an explicit, visible transfer)."""
+    return to_device(array, "cpu")
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the random generators of every backend, like torch.manual_seed."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def generator(device: str = "cpu"):
+    """The shared random generator of a device (a numpy/cupy `Generator`), created from the last seed."""
+    device = normalize_device(device)
+    if device not in _generators:
+        xp = module_for(device)
+        _generators[device] = xp.random.default_rng(_seed)
+    return _generators[device]
+
+
+def get_rng_state() -> dict:
+    """The CPU generator's state, JSON-friendly, for checkpoints (the GPU stream is reseeded on resume)."""
+    return {"seed": _seed, "cpu": generator("cpu").bit_generator.state}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore a state returned by `get_rng_state`."""
+    global _seed
+    _seed = state["seed"]
+    _generators.clear()
+    generator("cpu").bit_generator.state = state["cpu"]
+
+
+def as_dtype(dtype) -> numpy.dtype:
+    """Normalise 'float32', numpy.float32, tt.float32 … to one dtype object."""
+    return numpy.dtype(dtype)
+
+
+def is_floating(dtype) -> bool:
+    """True for float16/32/64."""
+    return numpy.dtype(dtype).kind == "f"

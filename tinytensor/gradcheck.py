@@ -1,0 +1,125 @@
+"""Check analytic gradients against central finite differences, in float64.
+
+The scalar that gets differentiated is a *random projection* of the outputs, L = Σ out ⊙ R with R drawn from a
+normal distribution. Checking the plain sum would hide a broken softmax or layer-norm backward: those outputs
+sum to a constant, so d(sum)/dx is zero whether or not the backward is right (DeZero's trap).
+
+    tt.gradcheck(lambda x, w: F.layer_norm(x, (4,), w), [x, w])   # True, or raises GradcheckError
+
+Full mode perturbs every element of every input that requires grad: ∂L/∂x_i ≈ (L(x + εe_i) − L(x − εe_i))/2ε.
+Fast mode checks one random direction v per input: (L(x + εv) − L(x − εv))/2ε against ⟨∇L, v⟩, which costs two
+forward passes instead of two per element and still catches almost every wrong backward.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy
+
+from tinytensor import backend
+from tinytensor.autograd import no_grad
+from tinytensor.tensor import Tensor
+
+
+class GradcheckError(AssertionError):
+    """An analytic gradient disagrees with finite differences; the message names the worst element."""
+
+
+def gradcheck(fn: Callable, inputs: Sequence[Tensor] | Tensor, *, eps: float = 1e-6, atol: float = 1e-5,
+              rtol: float = 1e-3, fast: bool = False, seed: int = 0) -> bool:
+    """True when `fn`'s backward matches finite differences for every input that requires grad; else raises.
+
+    `fn` takes the inputs and returns a Tensor or a tuple of Tensors; it must be deterministic (turn dropout
+    off). Inputs that require grad must be float64: float32 finite differences are too noisy to prove anything.
+    """
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    checked = [(i, t) for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    if not checked:
+        raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
+    for i, t in checked:
+        if t.dtype != backend.float64:
+            raise TypeError(f"gradcheck: input {i} is {t.dtype}; use float64 inputs for finite differences")
+    rng = numpy.random.default_rng(seed)
+    projections = _draw_projections(fn(*inputs), rng)
+
+    def objective() -> float:
+        with no_grad():
+            return _project(fn(*inputs), projections)
+
+    analytic = _analytic_gradients(fn, inputs, checked, projections)
+    for (position, t), grad in zip(checked, analytic):
+        if fast:
+            _check_direction(t, grad, objective, position, eps, atol, rtol, rng)
+        else:
+            _check_every_element(t, grad, objective, position, eps, atol, rtol)
+    return True
+
+
+def _as_outputs(result) -> list[Tensor]:
+    outputs = list(result) if isinstance(result, (tuple, list)) else [result]
+    return [o for o in outputs if isinstance(o, Tensor) and backend.is_floating(o.dtype)]
+
+
+def _draw_projections(result, rng) -> list:
+    return [backend.to_device(rng.standard_normal(o.shape), o.device) for o in _as_outputs(result)]
+
+
+def _project(result, projections) -> float:
+    return sum(float((o.data * r).sum()) for o, r in zip(_as_outputs(result), projections))
+
+
+def _analytic_gradients(fn, inputs, checked, projections) -> list:
+    for _, t in checked:
+        t.grad = None
+    outputs = _as_outputs(fn(*inputs))
+    total = None
+    for out, projection in zip(outputs, projections):
+        term = (out * Tensor._wrap(projection)).sum()
+        total = term if total is None else total + term
+    if total is None or not total.requires_grad:
+        return [t.xp.zeros_like(t.data) for _, t in checked]
+    total.backward()
+    return [t.grad.data if t.grad is not None else t.xp.zeros_like(t.data) for _, t in checked]
+
+
+def _central_difference(t: Tensor, step, objective) -> float:
+    original = t.data.copy()
+    t.data += step
+    plus = objective()
+    t.data[...] = original - step
+    minus = objective()
+    t.data[...] = original
+    return plus, minus
+
+
+def _check_every_element(t, grad, objective, position, eps, atol, rtol) -> None:
+    numeric = numpy.zeros(t.shape)
+    step = t.xp.zeros_like(t.data)
+    for flat_index in range(t.numel()):
+        index = numpy.unravel_index(flat_index, t.shape)
+        step[index] = eps
+        plus, minus = _central_difference(t, step, objective)
+        step[index] = 0
+        numeric[index] = (plus - minus) / (2 * eps)
+    analytic = backend.to_numpy(grad).astype(numpy.float64)
+    error = numpy.abs(analytic - numeric) - (atol + rtol * numpy.abs(numeric))
+    if error.size and error.max() > 0:
+        worst = numpy.unravel_index(int(error.argmax()), t.shape)
+        raise GradcheckError(
+            f"gradient of input {position} (shape {t.shape}) is wrong at index {tuple(int(i) for i in worst)}: "
+            f"analytic {analytic[worst]:.10g}, finite differences {numeric[worst]:.10g} "
+            f"(atol {atol}, rtol {rtol}); {int((error > 0).sum())} of {error.size} elements fail"
+        )
+
+
+def _check_direction(t, grad, objective, position, eps, atol, rtol, rng) -> None:
+    direction = backend.to_device(rng.standard_normal(t.shape), t.device)
+    direction /= max(float((direction * direction).sum()) ** 0.5, 1e-12)
+    plus, minus = _central_difference(t, eps * direction, objective)
+    numeric = (plus - minus) / (2 * eps)
+    analytic = float((grad * direction).sum())
+    if abs(analytic - numeric) > atol + rtol * abs(numeric):
+        raise GradcheckError(
+            f"directional derivative of input {position} (shape {t.shape}) is wrong: analytic {analytic:.10g}, "
+            f"finite differences {numeric:.10g} (atol {atol}, rtol {rtol})"
+        )

@@ -1,0 +1,15 @@
+"""Every op of tinytensor, one module per family; `tinytensor` and `Tensor`'s methods re-export them."""
+from tinytensor.ops.creation import (arange, full, full_like, multinomial, ones, ones_like, rand, randint, randn,
+                                     tensor, zeros, zeros_like)
+from tinytensor.ops.elementwise import (abs, add, cast, clamp, clone, div, eq, exp, ge, gelu, gt, isfinite, le, log,
+                                        logical_and, logical_not, logical_or, lt, masked_fill, maximum, minimum,
+                                        mul, ne, neg, pow, relu, rsqrt, sigmoid, silu, sqrt, sub, tanh, to_device,
+                                        where)
+from tinytensor.ops.linalg import matmul
+from tinytensor.ops.nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, mse_loss, nll_loss,
+                               rms_norm, scaled_dot_product_attention, softmax)
+from tinytensor.ops.reduce import argmax, logsumexp, max, mean, min, sum, var
+from tinytensor.ops.shape import (cat, chunk, expand, flatten, gather, getitem, index_arrays, pad, permute, reshape,
+                                  split, squeeze, stack, transpose, tril, triu, unsqueeze)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,480 @@
+"""Elementwise ops: arithmetic, unary math, activations, comparisons and casts.
+
+Each op is a `Function` whose backward sits right under its forward. Binary ops may broadcast: their backward
+returns gradients in the broadcast shape and the engine reduces them (`autograd.sum_to`), so no op repeats that
+logic. Comparisons and logical ops return bool tensors and never carry gradient.
+"""
+from __future__ import annotations
+
+import math
+
+from tinytensor import backend
+from tinytensor.autograd import Function
+from tinytensor.ops._util import check_broadcastable, lift, operands
+from tinytensor.tensor import Tensor
+
+
+# ---- arithmetic ---------------------------------------------------------------------------------------------------
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, grad):
+        return grad, (-grad if self.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a if self.needs_input_grad[1] else None, b if self.needs_input_grad[0] else None)
+        return a * b
+
+    def backward(self, grad):
+        a, b = self.saved
+        return (grad * b if b is not None else None), (grad * a if a is not None else None)
+
+
+class Div(Function):
+    def forward(self, a, b):
+        out = a / b
+        self.save_for_backward(b, out if self.needs_input_grad[1] else None)
+        return out
+
+    def backward(self, grad):
+        b, out = self.saved
+        grad_a = grad / b
+        return grad_a, (-grad_a * out if out is not None else None)
+
+
+class Pow(Function):
+    """a ** b for tensors a, b (b often a weak scalar). d/da = b·a^(b−1); d/db = a^b·log a."""
+
+    def forward(self, a, b):
+        out = a**b
+        self.save_for_backward(a, b, out)
+        return out
+
+    def backward(self, grad):
+        a, b, out = self.saved
+        grad_a = grad * b * a ** (b - 1) if self.needs_input_grad[0] else None
+        grad_b = grad * out * self.xp.log(a) if self.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, grad):
+        return -grad
+
+
+def _binary(function: type[Function], a, b) -> Tensor:
+    a, b = operands(a, b)
+    check_broadcastable(function.__name__.lower(), a, b)
+    return function.apply(a, b)
+
+
+def add(a, b) -> Tensor:
+    return _binary(Add, a, b)
+
+
+def sub(a, b) -> Tensor:
+    return _binary(Sub, a, b)
+
+
+def mul(a, b) -> Tensor:
+    return _binary(Mul, a, b)
+
+
+def div(a, b) -> Tensor:
+    a, b = operands(a, b)
+    if not backend.is_floating(a.dtype):  # true division of ints gives floats, as in PyTorch
+        a, b = cast(a, backend.DEFAULT_FLOAT), cast(b, backend.DEFAULT_FLOAT)
+    return _binary(Div, a, b)
+
+
+def pow(a, b) -> Tensor:  # noqa: A001 - PyTorch's name
+    return _binary(Pow, a, b)
+
+
+def neg(a: Tensor) -> Tensor:
+    return Neg.apply(a)
+
+
+# ---- unary math ---------------------------------------------------------------------------------------------------
+class Exp(Function):
+    def forward(self, a):
+        out = self.xp.exp(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        return grad * self.saved[0]
+
+
+class Log(Function):
+    def forward(self, a):
+        self.save_for_backward(a)
+        return self.xp.log(a)
+
+    def backward(self, grad):
+        return grad / self.saved[0]
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        out = self.xp.sqrt(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        return grad / (2 * self.saved[0])
+
+
+class Rsqrt(Function):
+    def forward(self, a):
+        out = 1 / self.xp.sqrt(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        out = self.saved[0]
+        return grad * (-0.5 * out * out * out)
+
+
+class Tanh(Function):
+    def forward(self, a):
+        out = self.xp.tanh(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        out = self.saved[0]
+        return grad * (1 - out * out)
+
+
+class Sigmoid(Function):
+    def forward(self, a):
+        out = _sigmoid(self.xp, a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        out = self.saved[0]
+        return grad * out * (1 - out)
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.save_for_backward(a)
+        return self.xp.abs(a)
+
+    def backward(self, grad):
+        return grad * self.xp.sign(self.saved[0])
+
+
+class Clamp(Function):
+    """Clip to [low, high]; the gradient flows only where the input was inside the range."""
+
+    def forward(self, a, low=None, high=None):
+        inside = self.xp.ones(a.shape, dtype=bool)
+        if low is not None:
+            inside &= a >= low
+        if high is not None:
+            inside &= a <= high
+        self.save_for_backward(inside)
+        return self.xp.clip(a, low, high)
+
+    def backward(self, grad):
+        return grad * self.saved[0]
+
+
+def _sigmoid(xp, a):
+    """1/(1+e^−a) without overflow for large |a|."""
+    exp_neg_abs = xp.exp(-xp.abs(a))
+    return xp.where(a >= 0, 1 / (1 + exp_neg_abs), exp_neg_abs / (1 + exp_neg_abs))
+
+
+def exp(a: Tensor) -> Tensor:
+    return Exp.apply(a)
+
+
+def log(a: Tensor) -> Tensor:
+    return Log.apply(a)
+
+
+def sqrt(a: Tensor) -> Tensor:
+    return Sqrt.apply(a)
+
+
+def rsqrt(a: Tensor) -> Tensor:
+    return Rsqrt.apply(a)
+
+
+def tanh(a: Tensor) -> Tensor:
+    return Tanh.apply(a)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    return Sigmoid.apply(a)
+
+
+def abs(a: Tensor) -> Tensor:  # noqa: A001 - PyTorch's name
+    return Abs.apply(a)
+
+
+def clamp(a: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
+    return Clamp.apply(a, low=min, high=max)
+
+
+# ---- activations --------------------------------------------------------------------------------------------------
+class Relu(Function):
+    def forward(self, a):
+        out = self.xp.maximum(a, 0)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        return grad * (self.saved[0] > 0)
+
+
+class Silu(Function):
+    """x·σ(x) (swish), used by LLaMA's gated MLP. d/dx = σ(x)·(1 + x·(1 − σ(x)))."""
+
+    def forward(self, a):
+        sig = _sigmoid(self.xp, a)
+        self.save_for_backward(a, sig)
+        return a * sig
+
+    def backward(self, grad):
+        a, sig = self.saved
+        return grad * (sig * (1 + a * (1 - sig)))
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_INV_SQRT_2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+class Gelu(Function):
+    """GELU (Hendrycks & Gimpel 2016): x·Φ(x) exactly via erf, or the tanh approximation GPT-2 uses."""
+
+    def forward(self, a, approximate="none"):
+        xp = self.xp
+        self.approximate = approximate
+        if approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)
+            tanh_inner = xp.tanh(inner)
+            self.save_for_backward(a, tanh_inner)
+            return 0.5 * a * (1 + tanh_inner)
+        cdf = 0.5 * (1 + erf(xp, a * _INV_SQRT_2))
+        self.save_for_backward(a, cdf)
+        return a * cdf
+
+    def backward(self, grad):
+        a, saved = self.saved
+        if self.approximate == "tanh":
+            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+            return grad * (0.5 * (1 + saved) + 0.5 * a * (1 - saved * saved) * d_inner)
+        pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * a * a)
+        return grad * (saved + a * pdf)
+
+
+def relu(a: Tensor) -> Tensor:
+    return Relu.apply(a)
+
+
+def silu(a: Tensor) -> Tensor:
+    return Silu.apply(a)
+
+
+def gelu(a: Tensor, approximate: str = "none") -> Tensor:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(a, approximate=approximate)
+
+
+# Rational approximations of erf from Hart et al., "Computer Approximations" (1968), #5667 and its companion:
+# relative error below 1e-17, so float64 GELU matches math.erf to rounding.
+_ERF_SMALL_P = (8.04373630960840172832162e4, 7.40407142710151470082064e3, 3.01782788536507577809226e3,
+                3.80140318123903008244444e1, 1.43383842191748205576712e1, -2.88805137207594084924010e-1,
+                7.547728033418631287834e-3)
+_ERF_SMALL_Q = (8.04373630960840172826266e4, 3.42165257924628539769006e4, 6.37960017324428279487120e3,
+                6.58070155459240506326937e2, 3.80190713951939403753468e1, 1.0)
+_ERFC_P = (1.8263348842295112592168999e3, 2.8980293292167655611275846e3, 2.320439590251635247384768711e3,
+           1.143262070703886173606073338e3, 3.685196154710010637133875746e2, 7.708161730368428609781633646e1,
+           9.675807882987265400604202961e0, 5.641877825507397413087057563e-1)
+_ERFC_Q = (1.8263348842295112595576438e3, 4.95882756472114071495438422e3, 6.0895424232724435504633068e3,
+           4.429612803883682726711528526e3, 2.094384367789539593790281779e3, 6.617361207107653469211984771e2,
+           1.371255960500622202878443578e2, 1.714980943627607849376131193e1, 1.0)
+
+
+def _polynomial(coefficients, x):
+    """c0 + c1·x + c2·x² + … by Horner's rule."""
+    result = coefficients[-1]
+    for c in reversed(coefficients[:-1]):
+        result = result * x + c
+    return result
+
+
+def erf(xp, x):
+    """The error function on an array (NumPy has none): a rational fit near 0, erfc's fit beyond |x| = 0.5."""
+    magnitude = xp.minimum(xp.abs(x), 10)
+    squared = magnitude * magnitude
+    near_zero = 2 / math.sqrt(math.pi) * magnitude * _polynomial(_ERF_SMALL_P, squared)
+    near_zero /= _polynomial(_ERF_SMALL_Q, squared)
+    far = 1 - xp.exp(-squared) * _polynomial(_ERFC_P, magnitude) / _polynomial(_ERFC_Q, magnitude)
+    return xp.sign(x) * xp.where(magnitude < 0.5, near_zero, far).astype(x.dtype, copy=False)
+
+
+# ---- selection ----------------------------------------------------------------------------------------------------
+class Where(Function):
+    """cond ? a : b. The condition is a bool tensor; gradient goes to the branch that was taken."""
+
+    def forward(self, cond, a, b):
+        self.save_for_backward(cond)
+        return self.xp.where(cond, a, b)
+
+    def backward(self, grad):
+        cond = self.saved[0]
+        zero = self.xp.zeros((), dtype=grad.dtype)
+        grad_a = self.xp.where(cond, grad, zero) if self.needs_input_grad[1] else None
+        grad_b = self.xp.where(cond, zero, grad) if self.needs_input_grad[2] else None
+        return None, grad_a, grad_b
+
+
+def where(cond, a, b) -> Tensor:
+    """Elementwise choice; `a`/`b` may be Python scalars (weak, taking the other branch's dtype)."""
+    cond = lift(cond)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = lift(a, Tensor._wrap(cond.xp.zeros((), dtype=backend.DEFAULT_FLOAT)))
+    a, b = operands(a, b)
+    return Where.apply(cond, a, b)
+
+
+def masked_fill(a: Tensor, mask, value) -> Tensor:
+    """Replace entries where `mask` is True by `value` (mask broadcasts against a)."""
+    return where(mask, value, a)
+
+
+class Extremum(Function):
+    """Elementwise max or min of two tensors; on ties the gradient is shared equally (a valid subgradient)."""
+
+    def forward(self, a, b, larger=True):
+        a_wins = a > b if larger else a < b
+        self.save_for_backward(self.xp.where(a == b, 0.5, a_wins).astype(a.dtype))
+        return self.xp.maximum(a, b) if larger else self.xp.minimum(a, b)
+
+    def backward(self, grad):
+        share_a = self.saved[0]
+        return grad * share_a, grad * (1 - share_a)
+
+
+def maximum(a, b) -> Tensor:
+    a, b = operands(a, b)
+    return Extremum.apply(a, b, larger=True)
+
+
+def minimum(a, b) -> Tensor:
+    a, b = operands(a, b)
+    return Extremum.apply(a, b, larger=False)
+
+
+# ---- comparisons and logic (no gradient) -------------------------------------------------------------------------
+def _compare(op, a, b) -> Tensor:
+    a, b = operands(a, b)
+    return Tensor._wrap(op(a.data, b.data))
+
+
+def eq(a, b) -> Tensor:
+    return _compare(lambda x, y: x == y, a, b)
+
+
+def ne(a, b) -> Tensor:
+    return _compare(lambda x, y: x != y, a, b)
+
+
+def lt(a, b) -> Tensor:
+    return _compare(lambda x, y: x < y, a, b)
+
+
+def le(a, b) -> Tensor:
+    return _compare(lambda x, y: x <= y, a, b)
+
+
+def gt(a, b) -> Tensor:
+    return _compare(lambda x, y: x > y, a, b)
+
+
+def ge(a, b) -> Tensor:
+    return _compare(lambda x, y: x >= y, a, b)
+
+
+def logical_not(a: Tensor) -> Tensor:
+    return Tensor._wrap(~a.data if a.dtype == backend.bool_ else a.data == 0)
+
+
+def logical_and(a, b) -> Tensor:
+    return _compare(lambda x, y: x.astype(bool) & y.astype(bool), a, b)
+
+
+def logical_or(a, b) -> Tensor:
+    return _compare(lambda x, y: x.astype(bool) | y.astype(bool), a, b)
+
+
+def isfinite(a: Tensor) -> Tensor:
+    return Tensor._wrap(a.xp.isfinite(a.data))
+
+
+# ---- dtype and device ---------------------------------------------------------------------------------------------
+class Cast(Function):
+    def forward(self, a, dtype=None):
+        self.source_dtype = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, grad):
+        return grad.astype(self.source_dtype)
+
+
+class ToDevice(Function):
+    """The only differentiable host↔device copy: forward moves the data, backward moves the gradient back."""
+
+    def forward(self, a, device="cpu"):
+        self.source_device = backend.device_of(a)
+        return backend.to_device(a, device)
+
+    def backward(self, grad):
+        return backend.to_device(grad, self.source_device)
+
+
+class Clone(Function):
+    def forward(self, a):
+        return a.copy()
+
+    def backward(self, grad):
+        return grad
+
+
+def cast(a: Tensor, dtype) -> Tensor:
+    dtype = backend.as_dtype(dtype)
+    if a.dtype == dtype:
+        return a
+    if not backend.is_floating(dtype) or not backend.is_floating(a.dtype):
+        return Tensor._wrap(a.data.astype(dtype))
+    return Cast.apply(a, dtype=dtype)
+
+
+def to_device(a: Tensor, device: str) -> Tensor:
+    return ToDevice.apply(a, device=device)
+
+
+def clone(a: Tensor) -> Tensor:
+    return Clone.apply(a)

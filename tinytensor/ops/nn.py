@@ -1,0 +1,432 @@
+"""Fused neural-network ops, each one `Function` with an analytic backward.
+
+Composing softmax or layer norm from small ops would save every intermediate and walk memory many times; a
+fused op saves only what its backward formula needs and does a few passes. These are the hot spots of every
+transformer: softmax, log-softmax, cross-entropy, layer norm, RMS norm, dropout, embedding lookup and
+scaled dot-product attention. `tinytensor.nn.functional` exposes them with PyTorch's signatures.
+"""
+from __future__ import annotations
+
+import math
+
+from tinytensor import backend
+from tinytensor.autograd import Function
+from tinytensor.tensor import Tensor
+
+
+# ---- softmax family ----------------------------------------------------------------------------------------------
+def _stable_softmax(xp, x, axis):
+    """exp(x − max) / Σ exp(x − max): finite for logits of ±1e4, in three passes over memory."""
+    out = x - x.max(axis=axis, keepdims=True)
+    xp.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+    return out
+
+
+class Softmax(Function):
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        out = _stable_softmax(self.xp, x, axis)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        probs = self.saved[0]
+        weighted = grad * probs
+        weighted -= probs * weighted.sum(axis=self.axis, keepdims=True)
+        return weighted
+
+
+class LogSoftmax(Function):
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        shifted = x - x.max(axis=axis, keepdims=True)
+        out = shifted - self.xp.log(self.xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        return grad - self.xp.exp(self.saved[0]) * grad.sum(axis=self.axis, keepdims=True)
+
+
+def softmax(x: Tensor, dim: int = -1, *, axis: int | None = None) -> Tensor:
+    return Softmax.apply(x, axis=dim if axis is None else axis)
+
+
+def log_softmax(x: Tensor, dim: int = -1, *, axis: int | None = None) -> Tensor:
+    return LogSoftmax.apply(x, axis=dim if axis is None else axis)
+
+
+# ---- losses -------------------------------------------------------------------------------------------------------
+def _check_targets(xp, targets, n_classes: int, ignore_index: int) -> None:
+    """Class ids must lie in [0, n_classes) unless ignored; name the first bad one (checked on the CPU only,
+    where it costs no device synchronisation)."""
+    if xp is not backend.module_for("cpu") or targets.size == 0:
+        return
+    bad = (targets != ignore_index) & ((targets < 0) | (targets >= n_classes))
+    if bad.any():
+        raise IndexError(f"target id {int(targets[bad][0])} is out of range for {n_classes} classes")
+
+
+def _reduce_loss(xp, per_item, valid_count, reduction: str):
+    if reduction == "none":
+        return per_item
+    total = per_item.sum()
+    return total if reduction == "sum" else total / per_item.dtype.type(valid_count)
+
+
+class CrossEntropy(Function):
+    """Fused log-softmax + negative log-likelihood over logits [N, C] and class ids [N].
+
+    Label smoothing follows PyTorch: the target distribution is (1 − ε)·onehot + ε/C, so the loss is
+    (1 − ε)·(−log p_t) + ε·mean_c(−log p_c). The gradient is softmax − target distribution, per valid row.
+    """
+
+    def forward(self, logits, targets, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+        xp = self.xp
+        n_classes = logits.shape[1]
+        _check_targets(xp, targets, n_classes, ignore_index)
+        valid = targets != ignore_index
+        safe_targets = xp.where(valid, targets, 0)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_normalizer = xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        log_probs = shifted
+        log_probs -= log_normalizer
+        nll = -xp.take_along_axis(log_probs, safe_targets[:, None], axis=1)[:, 0]
+        if label_smoothing:
+            nll = (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(axis=1)
+        per_item = xp.where(valid, nll, 0).astype(logits.dtype, copy=False)
+        self.valid_count = int(valid.sum()) if reduction == "mean" else 1
+        self.options = (label_smoothing, reduction)
+        self.save_for_backward(log_probs, safe_targets, valid)
+        return _reduce_loss(xp, per_item, self.valid_count, reduction)
+
+    def backward(self, grad):
+        xp = self.xp
+        log_probs, targets, valid = self.saved
+        label_smoothing, reduction = self.options
+        grad_logits = xp.exp(log_probs, out=log_probs)  # reuse the saved buffer: it is released after this
+        if label_smoothing:
+            grad_logits -= label_smoothing / log_probs.shape[1]
+        rows = xp.arange(targets.shape[0])
+        grad_logits[rows, targets] -= 1 - label_smoothing
+        if reduction == "none":
+            row_scale = xp.where(valid, grad, 0)
+        else:
+            row_scale = valid * (grad / grad.dtype.type(self.valid_count) if reduction == "mean" else grad)
+        grad_logits *= row_scale[:, None].astype(grad_logits.dtype, copy=False)
+        return grad_logits, None
+
+
+class NllLoss(Function):
+    """Negative log-likelihood of log-probabilities [N, C] at class ids [N] (pair it with log_softmax)."""
+
+    def forward(self, log_probs, targets, ignore_index=-100, reduction="mean"):
+        xp = self.xp
+        _check_targets(xp, targets, log_probs.shape[1], ignore_index)
+        valid = targets != ignore_index
+        safe_targets = xp.where(valid, targets, 0)
+        picked = -xp.take_along_axis(log_probs, safe_targets[:, None], axis=1)[:, 0]
+        per_item = xp.where(valid, picked, 0).astype(log_probs.dtype, copy=False)
+        self.valid_count = int(valid.sum()) if reduction == "mean" else 1
+        self.input_shape, self.reduction = log_probs.shape, reduction
+        self.save_for_backward(safe_targets, valid)
+        return _reduce_loss(xp, per_item, self.valid_count, reduction)
+
+    def backward(self, grad):
+        xp = self.xp
+        targets, valid = self.saved
+        scale = grad / grad.dtype.type(self.valid_count) if self.reduction == "mean" else grad
+        grad_input = xp.zeros(self.input_shape, dtype=grad.dtype)
+        grad_input[xp.arange(targets.shape[0]), targets] = -(valid * scale)
+        return grad_input, None
+
+
+def _classes_last(input: Tensor, target) -> tuple[Tensor, Tensor, tuple]:
+    """PyTorch puts classes on axis 1 ([N, C, d1, …]); flatten to [N·d1·…, C] rows and matching targets."""
+    target = target if isinstance(target, Tensor) else Tensor(target)
+    if input.ndim == 1:
+        return input.reshape(1, -1), target.reshape(1), ()
+    if input.ndim == 2:
+        return input, target, target.shape
+    moved = input.permute(0, *range(2, input.ndim), 1)
+    return moved.reshape(-1, input.shape[1]), target.reshape(-1), target.shape
+
+
+def _check_loss_shapes(op: str, input: Tensor, target: Tensor) -> None:
+    if target.shape[0] != input.shape[0]:
+        raise ValueError(f"{op}: input {input.shape} and target {target.shape} disagree on the batch size")
+    if backend.is_floating(target.dtype):
+        raise TypeError(f"{op}: targets must be integer class ids, got dtype {target.dtype}")
+
+
+def cross_entropy(input: Tensor, target, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy of logits against class ids, as torch.nn.functional.cross_entropy."""
+    rows, target_rows, target_shape = _classes_last(input, target)
+    _check_loss_shapes("cross_entropy", rows, target_rows)
+    loss = CrossEntropy.apply(rows, target_rows, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                              reduction=reduction)
+    return loss.reshape(target_shape) if reduction == "none" else loss
+
+
+def nll_loss(input: Tensor, target, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    rows, target_rows, target_shape = _classes_last(input, target)
+    _check_loss_shapes("nll_loss", rows, target_rows)
+    loss = NllLoss.apply(rows, target_rows, ignore_index=ignore_index, reduction=reduction)
+    return loss.reshape(target_shape) if reduction == "none" else loss
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean squared error (composed: it is cheap and rarely hot)."""
+    if input.shape != target.shape:
+        raise ValueError(f"mse_loss: input shape {input.shape} != target shape {target.shape}")
+    squared = (input - target) ** 2
+    if reduction == "none":
+        return squared
+    return squared.sum() if reduction == "sum" else squared.mean()
+
+
+# ---- normalisation ------------------------------------------------------------------------------------------------
+class LayerNorm(Function):
+    """y = (x − μ)/√(σ² + eps)·w + b over the last axis (Ba et al. 2016), σ² biased.
+
+    Saves x̂ and 1/σ; backward: dx = (1/σ)·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dy·w.
+    """
+
+    def forward(self, x, *params, eps=1e-5):
+        xp = self.xp
+        mean = x.mean(axis=-1, keepdims=True)
+        centered = x - mean
+        variance = (centered * centered).mean(axis=-1, keepdims=True)
+        rstd = 1 / xp.sqrt(variance + eps)
+        normalized = centered
+        normalized *= rstd
+        weight = params[0] if params else None
+        self.save_for_backward(normalized, rstd, weight)
+        out = normalized * weight if weight is not None else normalized.copy()
+        if len(params) == 2:
+            out += params[1]
+        return out
+
+    def backward(self, grad):
+        normalized, rstd, weight = self.saved
+        d_normalized = grad * weight if weight is not None else grad
+        grad_x = None
+        if self.needs_input_grad[0]:
+            grad_x = d_normalized - d_normalized.mean(axis=-1, keepdims=True)
+            grad_x -= normalized * (d_normalized * normalized).mean(axis=-1, keepdims=True)
+            grad_x *= rstd
+        param_grads = _affine_grads(grad, normalized, self.needs_input_grad[1:])
+        return (grad_x, *param_grads)
+
+
+class RMSNorm(Function):
+    """y = x/√(mean(x²) + eps)·w (Zhang & Sennrich 2019; LLaMA). No centering, no bias."""
+
+    def forward(self, x, *params, eps=1e-6):
+        rstd = 1 / self.xp.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
+        normalized = x * rstd
+        weight = params[0] if params else None
+        self.save_for_backward(normalized, rstd, weight)
+        return normalized * weight if weight is not None else normalized
+
+    def backward(self, grad):
+        normalized, rstd, weight = self.saved
+        d_normalized = grad * weight if weight is not None else grad
+        grad_x = None
+        if self.needs_input_grad[0]:
+            grad_x = d_normalized - normalized * (d_normalized * normalized).mean(axis=-1, keepdims=True)
+            grad_x *= rstd
+        return (grad_x, *_affine_grads(grad, normalized, self.needs_input_grad[1:]))
+
+
+def _affine_grads(grad, normalized, needs: tuple) -> list:
+    """Gradients of the elementwise weight (Σ dy·x̂) and bias (Σ dy) over every leading axis."""
+    features = grad.shape[-1]
+    flat_grad = grad.reshape(-1, features)
+    grads = []
+    if len(needs) >= 1:
+        grads.append((flat_grad * normalized.reshape(-1, features)).sum(axis=0) if needs[0] else None)
+    if len(needs) == 2:
+        grads.append(flat_grad.sum(axis=0) if needs[1] else None)
+    return grads
+
+
+def _normalized_shape_check(op: str, x: Tensor, normalized_shape, weight) -> None:
+    size = normalized_shape if isinstance(normalized_shape, int) else normalized_shape[-1]
+    if isinstance(normalized_shape, (tuple, list)) and len(normalized_shape) != 1:
+        raise ValueError(f"{op}: only normalisation over the last axis is supported, got {normalized_shape}")
+    if x.shape[-1] != size or (weight is not None and weight.shape != (size,)):
+        shapes = f"input {x.shape}" + (f" and weight {weight.shape}" if weight is not None else "")
+        raise ValueError(f"{op}: {shapes} do not match normalized_shape {size}")
+
+
+def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    _normalized_shape_check("layer_norm", x, normalized_shape, weight)
+    if bias is not None and weight is None:
+        weight = Tensor._wrap(x.xp.ones(x.shape[-1], dtype=x.dtype))
+    params = [p for p in (weight, bias) if p is not None]
+    return LayerNorm.apply(x, *params, eps=eps)
+
+
+def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, eps: float = 1e-6) -> Tensor:
+    _normalized_shape_check("rms_norm", x, normalized_shape, weight)
+    return RMSNorm.apply(x, *([weight] if weight is not None else []), eps=eps)
+
+
+# ---- dropout and embedding ----------------------------------------------------------------------------------------
+def dropout_mask(xp, shape, p: float, dtype, device: str):
+    """A {0, 1/(1−p)} mask drawn directly in the target dtype (no float64 detour) from the seeded generator."""
+    draw_dtype = dtype if dtype != backend.float16 else backend.float32
+    uniform = backend.generator(device).random(shape, dtype=draw_dtype)
+    return (uniform >= p).astype(dtype) * dtype.type(1 / (1 - p))
+
+
+class Dropout(Function):
+    def forward(self, x, p=0.5):
+        mask = dropout_mask(self.xp, x.shape, p, x.dtype, backend.device_of(x))
+        self.save_for_backward(mask)
+        return x * mask
+
+    def backward(self, grad):
+        return grad * self.saved[0]
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1−p) (inverted dropout); identity in eval."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x
+    return Dropout.apply(x, p=p)
+
+
+class Embedding(Function):
+    """Rows of a weight table picked by ids. Backward adds each output gradient into its row (repeats add up)."""
+
+    def forward(self, weight, ids, padding_idx=None):
+        self.ids, self.weight_shape, self.padding_idx = ids, weight.shape, padding_idx
+        return weight[ids]
+
+    def backward(self, grad):
+        xp = self.xp
+        grad_weight = xp.zeros(self.weight_shape, dtype=grad.dtype)
+        xp.add.at(grad_weight, self.ids.reshape(-1), grad.reshape(-1, self.weight_shape[1]))
+        if self.padding_idx is not None:
+            grad_weight[self.padding_idx] = 0
+        return grad_weight, None
+
+
+def embedding(ids, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """weight[ids] for integer ids of any shape; ids outside [0, V) raise an error naming the id and V."""
+    ids = ids if isinstance(ids, Tensor) else Tensor(ids)
+    if backend.is_floating(ids.dtype):
+        raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
+    vocab_size = weight.shape[0]
+    if ids.numel() and ids.device == "cpu":
+        low, high = int(ids.data.min()), int(ids.data.max())
+        if low < 0 or high >= vocab_size:
+            raise IndexError(f"token id {high if high >= vocab_size else low} is out of range for a vocabulary "
+                             f"of size {vocab_size}")
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += vocab_size
+    return Embedding.apply(weight, ids, padding_idx=padding_idx)
+
+
+# ---- attention ----------------------------------------------------------------------------------------------------
+class ScaledDotProductAttention(Function):
+    """softmax(q·kᵀ·scale + mask)·v (Vaswani et al. 2017, eq. 1), fused, with grouped-query heads.
+
+    Shapes: q [..., H, Tq, d], k and v [..., Hkv, Tk, d] with H a multiple of Hkv. Query heads are grouped as
+    [..., Hkv, G, Tq, d] so each key/value head serves its G query heads by broadcasting: no repeated copies.
+    `keep` is a boolean mask (True = may attend) and `bias` an additive float mask, each broadcastable to
+    [..., H, Tq, Tk]. Backward reuses the saved probabilities: dS = P ⊙ (dP − rowsum(dP ⊙ P)).
+    """
+
+    def forward(self, q, k, v, keep=None, bias=None, scale=1.0, dropout_p=0.0):
+        xp = self.xp
+        *lead, heads, q_len, head_dim = q.shape
+        kv_heads, k_len = k.shape[-3], k.shape[-2]
+        groups = heads // kv_heads
+        self.q_shape, self.scale, self.groups = q.shape, scale, groups
+        q5 = q.reshape(*lead, kv_heads, groups, q_len, head_dim)
+        k5, v5 = k[..., None, :, :], v[..., None, :, :]
+        scores = xp.matmul(q5, k5.swapaxes(-1, -2))
+        scores *= scores.dtype.type(scale)
+        if bias is not None:
+            scores += _group_heads(xp.asarray(bias, dtype=scores.dtype), kv_heads, groups)
+        if keep is not None:
+            scores = xp.where(_group_heads(keep, kv_heads, groups), scores, xp.finfo(scores.dtype).min)
+        probs = _stable_softmax(xp, scores, -1)
+        drop_mask, attended = None, probs
+        if dropout_p:
+            drop_mask = dropout_mask(xp, probs.shape, dropout_p, probs.dtype, backend.device_of(probs))
+            attended = probs * drop_mask
+        self.save_for_backward(q5, k5, v5, probs, attended, drop_mask)
+        return xp.matmul(attended, v5).reshape(*lead, heads, q_len, head_dim)
+
+    def backward(self, grad):
+        xp = self.xp
+        q5, k5, v5, probs, attended, drop_mask = self.saved
+        grad5 = grad.reshape(q5.shape)
+        d_attended = xp.matmul(grad5, v5.swapaxes(-1, -2))
+        grad_v = xp.matmul(attended.swapaxes(-1, -2), grad5).sum(axis=-3) if self.needs_input_grad[2] else None
+        if drop_mask is not None:
+            d_attended *= drop_mask
+        d_scores = d_attended
+        d_scores -= (d_attended * probs).sum(axis=-1, keepdims=True)
+        d_scores *= probs
+        d_scores *= d_scores.dtype.type(self.scale)
+        grad_q = xp.matmul(d_scores, k5).reshape(self.q_shape) if self.needs_input_grad[0] else None
+        grad_k = xp.matmul(d_scores.swapaxes(-1, -2), q5).sum(axis=-3) if self.needs_input_grad[1] else None
+        return grad_q, grad_k, grad_v
+
+
+def _group_heads(mask, kv_heads: int, groups: int):
+    """Reshape a mask broadcastable to [..., H, Tq, Tk] into [..., Hkv, G, Tq, Tk]."""
+    if mask.ndim < 3 or mask.shape[-3] == 1:
+        return mask[..., None, :, :]
+    return mask.reshape(*mask.shape[:-3], kv_heads, groups, *mask.shape[-2:])
+
+
+def causal_keep_mask(xp, q_len: int, k_len: int):
+    """[Tq, Tk] booleans, True where query i may see key j: j ≤ i + (Tk − Tq), aligned at the bottom right so
+    the last query sees every key (what incremental decoding with a key/value cache needs)."""
+    return xp.tri(q_len, k_len, k=k_len - q_len, dtype=bool)
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask=None, dropout_p: float = 0.0,
+                                 is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = True) -> Tensor:
+    """PyTorch's F.scaled_dot_product_attention: q [..., H, Tq, d], k/v [..., Hkv, Tk, d] → [..., H, Tq, d].
+
+    `attn_mask` is boolean (True = attend) or additive float. With `is_causal`, query i sees keys up to
+    i + Tk − Tq (bottom-right aligned; identical to PyTorch when Tq == Tk). A row with no visible key attends
+    uniformly instead of producing NaN. Pass dropout_p only while training.
+    """
+    _check_attention_shapes(query, key, value)
+    xp = query.xp
+    keep = bias = None
+    if attn_mask is not None:
+        mask_array = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
+        if mask_array.dtype == backend.bool_:
+            keep = mask_array
+        else:
+            bias = mask_array
+    if is_causal:
+        causal = causal_keep_mask(xp, query.shape[-2], key.shape[-2])
+        keep = causal if keep is None else keep & causal
+    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    return ScaledDotProductAttention.apply(query, key, value, keep=keep, bias=bias, scale=scale,
+                                           dropout_p=dropout_p)
+
+
+def _check_attention_shapes(query: Tensor, key: Tensor, value: Tensor) -> None:
+    if query.ndim < 3 or key.ndim != query.ndim or value.ndim != query.ndim:
+        raise ValueError(f"scaled_dot_product_attention: expected [..., heads, T, d] inputs, got query "
+                         f"{query.shape}, key {key.shape}, value {value.shape}")
+    if key.shape != value.shape or key.shape[-1] != query.shape[-1] or query.shape[-3] % key.shape[-3]:
+        raise ValueError(f"scaled_dot_product_attention: query {query.shape}, key {key.shape} and value "
+                         f"{value.shape} do not fit (head dims must agree and heads must divide evenly)")

@@ -1,0 +1,254 @@
+"""Shape and indexing ops: reshape, transpose, permute, squeeze, expand, cat, stack, split, pad, indexing, gather.
+
+None of these change values, only where they sit, so each backward puts the gradient back where the value came
+from: reshape back, transpose by the inverse permutation, scatter into zeros for indexing (accumulating when an
+index repeats), split for cat.
+"""
+from __future__ import annotations
+
+from tinytensor import backend
+from tinytensor.autograd import Function
+from tinytensor.ops._util import shape_arg
+from tinytensor.tensor import Tensor
+
+
+class Reshape(Function):
+    def forward(self, a, shape=()):
+        self.input_shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot view shape {a.shape} ({a.size} elements) as {shape}") from None
+
+    def backward(self, grad):
+        return grad.reshape(self.input_shape)
+
+
+class Permute(Function):
+    def forward(self, a, dims=()):
+        self.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+        return a.transpose(dims)
+
+    def backward(self, grad):
+        return grad.transpose(self.inverse)
+
+
+class Expand(Function):
+    """Broadcast to a bigger shape without copying; the engine's `sum_to` folds the gradient back."""
+
+    def forward(self, a, shape=()):
+        return self.xp.broadcast_to(a, shape)
+
+    def backward(self, grad):
+        return grad
+
+
+def reshape(a: Tensor, *shape) -> Tensor:
+    shape = shape_arg(shape)
+    if shape == a.shape:
+        return a
+    return Reshape.apply(a, shape=shape)
+
+
+def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if a.ndim == 0:
+        return reshape(a, 1)
+    start, end = start_dim % a.ndim, end_dim % a.ndim
+    return reshape(a, *a.shape[:start], -1, *a.shape[end + 1:])
+
+
+def permute(a: Tensor, *dims) -> Tensor:
+    dims = tuple(d % a.ndim for d in shape_arg(dims)) if a.ndim else ()
+    if sorted(dims) != list(range(a.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {a.ndim} axes of shape {a.shape}")
+    return Permute.apply(a, dims=dims)
+
+
+def transpose(a: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
+    dims = list(range(a.ndim))
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return Permute.apply(a, dims=tuple(dims))
+
+
+def unsqueeze(a: Tensor, dim: int) -> Tensor:
+    dim = dim % (a.ndim + 1)
+    return reshape(a, *a.shape[:dim], 1, *a.shape[dim:])
+
+
+def squeeze(a: Tensor, dim=None) -> Tensor:
+    """Drop size-1 axes (all of them, or only `dim` if it has size 1, as PyTorch does)."""
+    if dim is None:
+        return reshape(a, *[n for n in a.shape if n != 1])
+    dims = {d % a.ndim for d in (dim if isinstance(dim, tuple) else (dim,))}
+    return reshape(a, *[n for i, n in enumerate(a.shape) if not (i in dims and n == 1)])
+
+
+def expand(a: Tensor, *shape) -> Tensor:
+    """Broadcast to `shape`; -1 keeps that axis's size (PyTorch's expand)."""
+    shape = shape_arg(shape)
+    lead = len(shape) - a.ndim
+    shape = tuple(a.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
+    try:
+        return Expand.apply(a, shape=shape)
+    except ValueError:
+        raise ValueError(f"expand: shape {a.shape} cannot be expanded to {shape}") from None
+
+
+# ---- joining and splitting ----------------------------------------------------------------------------------------
+class Concatenate(Function):
+    def forward(self, *arrays, axis=0):
+        self.axis = axis
+        self.boundaries = []
+        position = 0
+        for array in arrays[:-1]:
+            position += array.shape[axis]
+            self.boundaries.append(position)
+        return self.xp.concatenate(arrays, axis=axis)
+
+    def backward(self, grad):
+        return tuple(self.xp.split(grad, self.boundaries, axis=self.axis))
+
+
+def cat(tensors, dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """Join tensors along an existing axis."""
+    tensors = list(tensors)
+    axis = dim if axis is None else axis
+    first = tensors[0].shape
+    for other in tensors[1:]:
+        if len(other.shape) != len(first) or any(
+            m != n for i, (m, n) in enumerate(zip(first, other.shape)) if i != axis % len(first)
+        ):
+            raise ValueError(f"cat: shapes {first} and {other.shape} differ outside axis {axis}")
+    return Concatenate.apply(*tensors, axis=axis % len(first))
+
+
+def stack(tensors, dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """Join tensors along a new axis."""
+    tensors = list(tensors)
+    axis = dim if axis is None else axis
+    return cat([unsqueeze(t, axis) for t in tensors], axis)
+
+
+def split(a: Tensor, split_size, dim: int = 0) -> list[Tensor]:
+    """Pieces of `split_size` along `dim` (the last may be shorter), or of the listed sizes (PyTorch's split)."""
+    length = a.shape[dim]
+    sizes = list(split_size) if isinstance(split_size, (list, tuple)) else None
+    if sizes is None:
+        sizes = [min(split_size, length - start) for start in range(0, length, split_size)]
+    if sum(sizes) != length:
+        raise ValueError(f"split: sizes {sizes} do not add up to {length}, the length of axis {dim}")
+    pieces, start = [], 0
+    prefix = (slice(None),) * (dim % a.ndim)
+    for size in sizes:
+        pieces.append(getitem(a, prefix + (slice(start, start + size),)))
+        start += size
+    return pieces
+
+
+def chunk(a: Tensor, chunks: int, dim: int = 0) -> list[Tensor]:
+    """`chunks` pieces of equal size along `dim` (the last may be smaller), as in PyTorch."""
+    length = a.shape[dim]
+    return split(a, -(-length // chunks), dim)
+
+
+class Pad(Function):
+    def forward(self, a, widths=(), value=0.0):
+        self.slices = tuple(slice(before, before + n) for (before, _), n in zip(widths, a.shape))
+        return self.xp.pad(a, widths, mode="constant", constant_values=value)
+
+    def backward(self, grad):
+        return grad[self.slices]
+
+
+def pad(a: Tensor, pad: tuple, value: float = 0.0) -> Tensor:
+    """Constant padding with PyTorch's spec: (left, right) of the last axis, then of the one before, …"""
+    if len(pad) % 2 or len(pad) // 2 > a.ndim:
+        raise ValueError(f"pad: {pad} must hold a (before, after) pair per padded axis of shape {a.shape}")
+    widths = [(0, 0)] * a.ndim
+    for i in range(len(pad) // 2):
+        widths[a.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return Pad.apply(a, widths=tuple(widths), value=value)
+
+
+# ---- indexing ----------------------------------------------------------------------------------------------------
+def index_arrays(index, xp):
+    """Turn Tensors and lists inside an index into `xp` arrays, so NumPy/CuPy indexing rules apply unchanged."""
+    if isinstance(index, tuple):
+        return tuple(index_arrays(i, xp) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return xp.asarray(index)
+    return index
+
+
+def _index_arrays_in(index) -> list:
+    return [part for part in (index if isinstance(index, tuple) else (index,)) if hasattr(part, "dtype")]
+
+
+def _has_integer_array(index) -> bool:
+    return any(part.dtype != backend.bool_ for part in _index_arrays_in(index))
+
+
+class GetItem(Function):
+    """a[index] with slices, ints, None, Ellipsis, integer arrays and boolean masks (NumPy's rules)."""
+
+    def forward(self, a, index=None):
+        self.index, self.input_shape, self.input_dtype = index, a.shape, a.dtype
+        return a[index]
+
+    def backward(self, grad):
+        grad_input = self.xp.zeros(self.input_shape, dtype=self.input_dtype)
+        if _has_integer_array(self.index):
+            self.xp.add.at(grad_input, self.index, grad)  # repeated indices accumulate
+        else:
+            grad_input[self.index] = grad
+        return grad_input
+
+
+def getitem(a: Tensor, index) -> Tensor:
+    index = index_arrays(index, a.xp)
+    backend.array_module(a.data, *_index_arrays_in(index), op="getitem")
+    return GetItem.apply(a, index=index)
+
+
+class Gather(Function):
+    """out[..., j, ...] = a[..., index[..., j, ...], ...] along one axis (torch.gather)."""
+
+    def forward(self, a, index=None, axis=0):
+        self.index, self.axis, self.input_shape = index, axis, a.shape
+        return self.xp.take_along_axis(a, index, axis=axis)
+
+    def backward(self, grad):
+        xp = self.xp
+        grad_input = xp.zeros(self.input_shape, dtype=grad.dtype)
+        positions = list(xp.indices(self.index.shape, sparse=True))
+        positions[self.axis] = self.index
+        xp.add.at(grad_input, tuple(positions), grad)
+        return grad_input
+
+
+def gather(a: Tensor, dim: int, index) -> Tensor:
+    index = index.data if isinstance(index, Tensor) else index
+    if index.ndim != a.ndim:
+        raise ValueError(f"gather: index has {index.ndim} dims but the input shape {a.shape} has {a.ndim}")
+    return Gather.apply(a, index=index, axis=dim % a.ndim)
+
+
+class Triangle(Function):
+    """Keep the lower (tril) or upper (triu) triangle of the last two axes, zeroing the rest."""
+
+    def forward(self, a, diagonal=0, lower=True):
+        self.keep = (lambda x: self.xp.tril(x, diagonal)) if lower else (lambda x: self.xp.triu(x, diagonal))
+        return self.keep(a)
+
+    def backward(self, grad):
+        return self.keep(grad)
+
+
+def tril(a: Tensor, diagonal: int = 0) -> Tensor:
+    return Triangle.apply(a, diagonal=diagonal, lower=True)
+
+
+def triu(a: Tensor, diagonal: int = 0) -> Tensor:
+    return Triangle.apply(a, diagonal=diagonal, lower=False)

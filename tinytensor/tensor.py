@@ -1,0 +1,403 @@
+"""The `Tensor`: an array (NumPy or CuPy) plus what autograd needs to know about it.
+
+A tensor holds `.data` (the raw array), `.requires_grad`, `.grad` (a Tensor, filled by `backward`) and, when an op
+made it, `._node`: the `Function` that will send gradient back to that op's inputs. Every operator and method
+here is a thin door into `tinytensor.ops`, where forward and backward live side by side.
+
+Python scalars are "weak": `x * 2.0` keeps x's dtype (float32 stays float32), as in PyTorch, because the scalar is
+turned into an array of x's dtype before the op. Integer tensors (ids, masks) never require grad.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from tinytensor import autograd, backend
+
+_PY_SCALARS = (bool, int, float)
+
+
+class Tensor:
+    """An n-dimensional array that can record the ops applied to it and differentiate through them."""
+
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "__weakref__")
+    __array_priority__ = 1000  # make `ndarray * Tensor` call Tensor.__rmul__
+
+    def __init__(self, data: Any, dtype=None, device: str | None = None, requires_grad: bool = False):
+        self.data = _to_array(data, dtype, device)
+        self.grad: Tensor | None = None
+        self._node = None
+        self._requires_grad = False
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def _wrap(cls, array, requires_grad: bool = False) -> Tensor:
+        """Fast constructor for arrays ops have already made (no conversion, no checks)."""
+        out = cls.__new__(cls)
+        out.data, out.grad, out._node, out._requires_grad = array, None, None, requires_grad
+        return out
+
+    # ---- autograd state ------------------------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and not backend.is_floating(self.data.dtype):
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
+        if not value and self._node is not None:
+            raise RuntimeError("requires_grad can only be turned off on leaf tensors; use .detach()")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, value: bool = True) -> Tensor:
+        self.requires_grad = value
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in `.grad` after backward."""
+        if self._node is not None:
+            autograd.retain_output_grad(self)
+
+    def backward(self, grad: Tensor | None = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad`. `grad` is required unless self has one element."""
+        if not self._requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (was it made under no_grad?)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a tensor with one element, got shape {self.shape}; "
+                    "pass backward(grad) with a gradient of the same shape"
+                )
+            grad_array = self.xp.ones_like(self.data)
+        else:
+            grad_array = grad.data if isinstance(grad, Tensor) else _to_array(grad, self.dtype, self.device)
+            if grad_array.shape != self.data.shape:
+                raise ValueError(f"backward: gradient shape {grad_array.shape} != tensor shape {self.data.shape}")
+        autograd.run_backward(self, grad_array, retain_graph)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # ---- array facts -----------------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def xp(self):
+        return backend.array_module(self.data)
+
+    def size(self, dim: int | None = None):
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def numpy(self):
+        """A host NumPy array (a copy when the tensor lives on the GPU). Cannot be used while tracking grad."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __repr__(self) -> str:
+        extras = "" if self.device == "cpu" else f", device='{self.device}'"
+        extras += f", dtype={self.dtype}"
+        if self._node is not None:
+            extras += f", grad_fn={type(self._node).__name__}"
+        elif self._requires_grad:
+            extras += ", requires_grad=True"
+        body = str(self.numpy()).replace("\n", "\n       ")
+        return f"tensor({body}{extras})"
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # ---- conversion ------------------------------------------------------------------------------------------
+    def to(self, target) -> Tensor:
+        """`to("cuda"|"cpu")` moves the data; `to(tt.float64)` casts (differentiably)."""
+        if isinstance(target, str):
+            moved = backend.to_device(self.data, target)
+            if moved is self.data:
+                return self
+            out = ops.to_device(self, target)
+            return out
+        return self.type(target)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
+
+    def type(self, dtype) -> Tensor:
+        return ops.cast(self, dtype)
+
+    def float(self) -> Tensor:
+        return ops.cast(self, backend.float32)
+
+    def double(self) -> Tensor:
+        return ops.cast(self, backend.float64)
+
+    def half(self) -> Tensor:
+        return ops.cast(self, backend.float16)
+
+    def long(self) -> Tensor:
+        return ops.cast(self, backend.int64)
+
+    def int(self) -> Tensor:
+        return ops.cast(self, backend.int32)
+
+    def bool(self) -> Tensor:
+        return ops.cast(self, backend.bool_)
+
+    def clone(self) -> Tensor:
+        return ops.clone(self)
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    # ---- operators -------------------------------------------------------------------------------------------
+    def __add__(self, other):
+        return ops.add(self, other)
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __sub__(self, other):
+        return ops.sub(self, other)
+
+    def __rsub__(self, other):
+        return ops.sub(other, self)
+
+    def __mul__(self, other):
+        return ops.mul(self, other)
+
+    def __rmul__(self, other):
+        return ops.mul(other, self)
+
+    def __truediv__(self, other):
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other):
+        return ops.div(other, self)
+
+    def __pow__(self, other):
+        return ops.pow(self, other)
+
+    def __rpow__(self, other):
+        return ops.pow(other, self)
+
+    def __neg__(self):
+        return ops.neg(self)
+
+    def __matmul__(self, other):
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def __getitem__(self, index):
+        return ops.getitem(self, index)
+
+    def __setitem__(self, index, value):
+        """In-place write into a tensor that is not part of a graph (e.g. building inputs or masks)."""
+        if self._requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError("in-place assignment to a tensor that requires grad; do it under tt.no_grad()")
+        value = value.data if isinstance(value, Tensor) else value
+        self.data[ops.index_arrays(index, self.xp)] = value
+
+    def __eq__(self, other):  # noqa: D105 - elementwise, as in PyTorch
+        return ops.eq(self, other)
+
+    def __ne__(self, other):
+        return ops.ne(self, other)
+
+    def __lt__(self, other):
+        return ops.lt(self, other)
+
+    def __le__(self, other):
+        return ops.le(self, other)
+
+    def __gt__(self, other):
+        return ops.gt(self, other)
+
+    def __ge__(self, other):
+        return ops.ge(self, other)
+
+    def __invert__(self):
+        return ops.logical_not(self)
+
+    def __and__(self, other):
+        return ops.logical_and(self, other)
+
+    def __or__(self, other):
+        return ops.logical_or(self, other)
+
+    # ---- methods (each is the function of the same name in tinytensor.ops) ------------------------------------
+    def exp(self):
+        return ops.exp(self)
+
+    def log(self):
+        return ops.log(self)
+
+    def sqrt(self):
+        return ops.sqrt(self)
+
+    def rsqrt(self):
+        return ops.rsqrt(self)
+
+    def tanh(self):
+        return ops.tanh(self)
+
+    def sigmoid(self):
+        return ops.sigmoid(self)
+
+    def relu(self):
+        return ops.relu(self)
+
+    def abs(self):
+        return ops.abs(self)
+
+    def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+        return ops.clamp(self, min, max)
+
+    def masked_fill(self, mask, value):
+        return ops.masked_fill(self, mask, value)
+
+    def sum(self, dim=None, keepdim=False, axis=None, keepdims=None):
+        return ops.sum(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def mean(self, dim=None, keepdim=False, axis=None, keepdims=None):
+        return ops.mean(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def max(self, dim=None, keepdim=False, axis=None, keepdims=None):
+        return ops.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def min(self, dim=None, keepdim=False, axis=None, keepdims=None):
+        return ops.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def var(self, dim=None, keepdim=False, correction=1, axis=None, keepdims=None):
+        return ops.var(self, dim, keepdim, correction=correction, axis=axis, keepdims=keepdims)
+
+    def logsumexp(self, dim=None, keepdim=False, axis=None, keepdims=None):
+        return ops.logsumexp(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def argmax(self, dim=None, keepdim=False):
+        return ops.argmax(self, dim, keepdim)
+
+    def softmax(self, dim=-1):
+        return ops.softmax(self, dim)
+
+    def log_softmax(self, dim=-1):
+        return ops.log_softmax(self, dim)
+
+    def reshape(self, *shape):
+        return ops.reshape(self, *shape)
+
+    def view(self, *shape):
+        return ops.reshape(self, *shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return ops.flatten(self, start_dim, end_dim)
+
+    def transpose(self, dim0=-2, dim1=-1):
+        return ops.transpose(self, dim0, dim1)
+
+    def permute(self, *dims):
+        return ops.permute(self, *dims)
+
+    @property
+    def T(self):  # noqa: N802 - NumPy's name
+        return ops.permute(self, *reversed(range(self.ndim)))
+
+    @property
+    def mT(self):  # noqa: N802 - PyTorch's name
+        return ops.transpose(self, -2, -1)
+
+    def unsqueeze(self, dim):
+        return ops.unsqueeze(self, dim)
+
+    def squeeze(self, dim=None):
+        return ops.squeeze(self, dim)
+
+    def expand(self, *shape):
+        return ops.expand(self, *shape)
+
+    def split(self, split_size, dim=0):
+        return ops.split(self, split_size, dim)
+
+    def chunk(self, chunks, dim=0):
+        return ops.chunk(self, chunks, dim)
+
+    def gather(self, dim, index):
+        return ops.gather(self, dim, index)
+
+    def tril(self, diagonal=0):
+        return ops.tril(self, diagonal)
+
+    def triu(self, diagonal=0):
+        return ops.triu(self, diagonal)
+
+
+def _to_array(data, dtype=None, device=None):
+    """Turn lists, scalars, arrays or Tensors into an array on `device` (default: where the data is, else CPU).
+
+    Python floats become float32 (the default dtype), Python ints int64 and bools bool, as in PyTorch;
+    existing arrays keep their dtype unless `dtype` is given.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if device is None:
+        device = "cpu" if isinstance(data, (list, tuple, *_PY_SCALARS)) else backend.device_of(data)
+    xp = backend.module_for(device)
+    if dtype is None and not hasattr(data, "dtype"):
+        probe = numpy.asarray(data)
+        dtype = backend.DEFAULT_FLOAT if probe.dtype.kind == "f" else probe.dtype
+    array = backend.to_device(data, device) if hasattr(data, "dtype") else data
+    return xp.asarray(array, dtype=dtype)
+
+
+from tinytensor import ops  # noqa: E402 - ops build on Tensor, and Tensor's methods call ops

@@ -1,0 +1,1 @@
+"""Training utilities: corpora, batching and training loops."""
