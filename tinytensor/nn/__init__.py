@@ -1,1 +1,17 @@
-"""Neural-network building blocks (filled in by the nn issue); `functional` holds the stateless layer functions."""
+"""`tinytensor.nn`: Module, Parameter, containers and layers, with PyTorch's names.
+
+    import tinytensor.nn as nn, tinytensor.nn.functional as F
+    layer = nn.Linear(4, 8); layer.to(tt.float64); layer.state_dict()
+
+Files: module.py (Module, Parameter, ModuleList, ModuleDict, Sequential), layers.py (Linear, Embedding, norms,
+Dropout, activations, SwiGLU), attention.py (RotaryEmbedding, KVCache, MultiHeadAttention), init.py (weight
+initialisation), utils.py (clip_grad_norm_), functional.py (the stateless ops, F).
+"""
+from tinytensor.nn import functional, init, utils
+from tinytensor.nn.attention import KVCache, MultiHeadAttention, RotaryEmbedding, rotate_half
+from tinytensor.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, RMSNorm, SiLU, SwiGLU
+from tinytensor.nn.module import IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential
+
+__all__ = ["GELU", "Dropout", "Embedding", "IncompatibleKeys", "KVCache", "LayerNorm", "Linear", "Module",
+           "ModuleDict", "ModuleList", "MultiHeadAttention", "Parameter", "RMSNorm", "ReLU", "RotaryEmbedding",
+           "Sequential", "SiLU", "SwiGLU", "functional", "init", "rotate_half", "utils"]
