@@ -4,16 +4,10 @@ The fused ones (softmax, cross_entropy, layer_norm, attention, …) live in `tin
 backward; activations live with the other elementwise ops. This module only gathers them under PyTorch's names.
 """
 from tinytensor.ops.elementwise import gelu, relu, sigmoid, silu, tanh
+from tinytensor.ops.linalg import linear
 from tinytensor.ops.nn import (causal_keep_mask, cross_entropy, dropout, embedding, layer_norm, log_softmax,
                                mse_loss, nll_loss, rms_norm, scaled_dot_product_attention, softmax)
 from tinytensor.ops.shape import pad
-from tinytensor.tensor import Tensor
-
-
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x·Wᵀ + b with W stored [out, in], as torch.nn.functional.linear."""
-    out = x @ weight.mT
-    return out + bias if bias is not None else out
 
 
 __all__ = ["causal_keep_mask", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear",

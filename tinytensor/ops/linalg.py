@@ -41,3 +41,39 @@ def matmul(a, b) -> Tensor:
     if inner_a != inner_b:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({inner_a} != {inner_b})")
     return MatMul.apply(a, b)
+
+
+class Linear(Function):
+    """y = x·Wᵀ + b for x [..., in], W [out, in], b [out]: one GEMM forward and one per gradient backward.
+
+    All leading axes are folded into one, so dW = dyᵀ·x is a single [out, N]·[N, in] product instead of a
+    batched product followed by a sum, and the bias gradient is one column sum.
+    """
+
+    def forward(self, x, weight, bias=None):
+        self.input_shape = x.shape
+        rows = x.reshape(-1, x.shape[-1])
+        self.save_for_backward(rows if self.needs_input_grad[1] else None, weight if self.needs_input_grad[0] else None)
+        out = rows @ weight.T
+        if bias is not None:
+            out += bias
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    def backward(self, grad):
+        rows, weight = self.saved
+        grad_rows = grad.reshape(-1, grad.shape[-1])
+        grad_x = (grad_rows @ weight).reshape(self.input_shape) if self.needs_input_grad[0] else None
+        grad_weight = grad_rows.T @ rows if self.needs_input_grad[1] else None
+        grad_bias = grad_rows.sum(axis=0) if len(self.needs_input_grad) == 3 and self.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """torch.nn.functional.linear: x [..., in] · weight [out, in]ᵀ + bias [out]."""
+    if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input {x.shape} does not fit weight {weight.shape} (expected [..., {weight.shape[-1]}])")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias {bias.shape} does not fit weight {weight.shape}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"linear: input dtype {x.dtype} differs from weight dtype {weight.dtype}")
+    return Linear.apply(x, weight, *([bias] if bias is not None else []))

@@ -1,0 +1,1 @@
+"""Side-by-side timings against PyTorch; not part of the test suite."""

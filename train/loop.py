@@ -1,0 +1,242 @@
+"""The one training loop every trainer in `train/` uses: GPT-char today, GPT-2, LLaMA and the encoders later.
+
+    trainer = Trainer(model, TrainConfig(max_iters=2000), get_batch, run_config={"model": {...}})
+    trainer.fit(resume=False)
+
+Each iteration: `grad_accum` micro-batches (loss/grad_accum each, gradients summing in `.grad`), gradient clipping,
+AdamW at the learning rate of nanoGPT's schedule (linear warmup, cosine decay to `min_lr`). Every `eval_interval`
+iterations it estimates train and val loss on `eval_iters` batches in eval mode, appends to `metrics.jsonl`, redraws
+`loss.png` when matplotlib is installed and writes a checkpoint (atomically, via `tinytensor.io`). Ctrl-C lets the
+current iteration finish (so parameters are never half-updated), saves a checkpoint and returns; a second Ctrl-C
+stops at once. `fit(resume=True)` restores parameters, optimizer moments, the iteration, and the
+random streams of both batch sampling and dropout, so a resumed run reproduces the uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+import tinytensor as tt
+import tinytensor.io as tio
+from tinytensor import nn
+from tinytensor.optim import AdamW
+from tinytensor.optim.lr_scheduler import warmup_cosine
+
+BatchFn = Callable[[str, np.random.Generator], tuple]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; defaults are nanoGPT's shakespeare-char CPU run."""
+
+    max_iters: int = 2000
+    eval_interval: int = 250
+    eval_iters: int = 20
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # None: decay over max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0  # 0 turns clipping off
+    grad_accum: int = 1
+    seed: int = 1337
+    device: str = "cpu"
+    out_dir: str = "out"
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def default_loss(model: nn.Module, batch: tuple) -> tt.Tensor:
+    """Language models return (logits, loss) from model(inputs, targets)."""
+    return model(*batch)[1]
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups as in nanoGPT: decay matrices (weights, embeddings), not biases or norm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+
+
+class Trainer:
+    """Trains `model` on batches from `get_batch(split, rng)` (numpy arrays, moved to the device here)."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, get_batch: BatchFn, run_config: dict | None = None,
+                 loss_fn: Callable = default_loss):
+        self.model, self.config, self.get_batch, self.loss_fn = model, config, get_batch, loss_fn
+        self.run_config = run_config or {}
+        self.out_dir = Path(config.out_dir)
+        self.optimizer = AdamW(decay_groups(model, config.weight_decay), lr=config.lr,
+                               betas=(config.beta1, config.beta2))
+        self.iteration = 0
+        self.best_val = math.inf
+        self.evaluated_at = 0
+        self.batch_rng = np.random.default_rng(config.seed)
+        self.history: list[dict] = []
+        self.interrupted = False
+
+    # ---- the loop -------------------------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict:
+        """Train to `max_iters` (from the checkpoint in out_dir when resuming); returns the last losses."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load_checkpoint()
+        else:
+            tt.manual_seed(self.config.seed)
+        bar = tqdm(total=self.config.max_iters, initial=self.iteration, disable=not self.config.progress,
+                   dynamic_ncols=True, desc="training")
+        with _deferred_interrupt(self):
+            while self.iteration < self.config.max_iters and not self.interrupted:
+                if self.iteration % self.config.eval_interval == 0 and self.iteration != self.evaluated_at:
+                    self.evaluate_and_save()
+                self._train_step(bar)
+        bar.close()
+        if self.interrupted:
+            self.save_checkpoint()
+            print(f"interrupted: checkpoint saved at iteration {self.iteration} in {self.out_dir}; "
+                  "continue with --resume")
+        elif self.iteration != self.evaluated_at:
+            self.evaluate_and_save()
+        return self.history[-1] if self.history else {}
+
+    def _train_step(self, bar: tqdm) -> None:
+        started = time.perf_counter()
+        lr = self.learning_rate(self.iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        total_loss, tokens = 0.0, 0
+        for _ in range(self.config.grad_accum):
+            batch = self._to_device(self.get_batch("train", self.batch_rng))
+            loss = self.loss_fn(self.model, batch)
+            (loss / self.config.grad_accum).backward()
+            total_loss += loss.item() / self.config.grad_accum
+            tokens += batch[0].numel()
+        if self.config.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.iteration += 1
+        tokens_per_second = tokens / (time.perf_counter() - started)
+        bar.update(1)
+        bar.set_postfix(loss=f"{total_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_second:,.0f}")
+        self._log({"iter": self.iteration, "loss": total_loss, "lr": lr, "tokens_per_sec": tokens_per_second})
+
+    def learning_rate(self, iteration: int) -> float:
+        config = self.config
+        return warmup_cosine(iteration, config.lr, config.warmup_iters, config.lr_decay_iters or config.max_iters,
+                             config.min_lr)
+
+    def _to_device(self, batch: tuple) -> tuple:
+        return tuple(tt.tensor(array, device=self.config.device) for array in batch)
+
+    # ---- evaluation ---------------------------------------------------------------------------------------------
+    @tt.no_grad()
+    def estimate_loss(self) -> dict:
+        """Mean loss over `eval_iters` batches per split, in eval mode, from a stream seeded by the iteration
+        (so evaluating never disturbs the training batches, and a resumed run evaluates the same batches)."""
+        self.model.eval()
+        losses = {}
+        for split in ("train", "val"):
+            rng = np.random.default_rng([self.config.seed, self.iteration, split == "val"])
+            values = [self.loss_fn(self.model, self._to_device(self.get_batch(split, rng))).item()
+                      for _ in range(self.config.eval_iters)]
+            losses[split] = float(np.mean(values))
+        self.model.train()
+        return losses
+
+    def evaluate_and_save(self) -> dict:
+        losses = self.estimate_loss()
+        self.evaluated_at = self.iteration
+        self.best_val = min(self.best_val, losses["val"])
+        record = {"iter": self.iteration, "train_loss": losses["train"], "val_loss": losses["val"],
+                  "best_val_loss": self.best_val}
+        self.history.append(record)
+        self._log(record)
+        tqdm.write(f"iter {self.iteration}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        self.save_checkpoint()
+        self._plot()
+        return record
+
+    # ---- files --------------------------------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+
+    def _plot(self) -> None:
+        """Redraw loss.png from the eval history (skipped quietly when matplotlib is not installed)."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return
+        figure, axes = plt.subplots(figsize=(6, 4))
+        iters = [r["iter"] for r in self.history]
+        axes.plot(iters, [r["train_loss"] for r in self.history], label="train")
+        axes.plot(iters, [r["val_loss"] for r in self.history], label="val")
+        axes.set(xlabel="iteration", ylabel="loss", title="training curve")
+        axes.legend()
+        figure.savefig(self.out_dir / "loss.png", dpi=100, bbox_inches="tight")
+        plt.close(figure)
+
+    def save_checkpoint(self) -> None:
+        tio.save_checkpoint(
+            self.out_dir / "checkpoint",
+            model_state=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(),
+            rng_state=tt.get_rng_state(),
+            config={**self.run_config, "train": asdict(self.config)},
+            step=self.iteration,
+            extra={"batch_rng": self.batch_rng.bit_generator.state, "best_val": self.best_val,
+                   "evaluated_at": self.evaluated_at, "history": self.history},
+        )
+
+    def load_checkpoint(self) -> None:
+        path = self.out_dir / "checkpoint"
+        checkpoint = tio.load_checkpoint(path)
+        self.model.load_state_dict(checkpoint.model)
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        tt.set_rng_state(checkpoint.rng)
+        self.iteration = checkpoint.step
+        self.batch_rng.bit_generator.state = checkpoint.extra["batch_rng"]
+        self.best_val = checkpoint.extra["best_val"]
+        self.evaluated_at = checkpoint.extra["evaluated_at"]
+        self.history = checkpoint.extra["history"]
+
+
+class _deferred_interrupt:  # noqa: N801 - used like a function, as a context manager
+    """While training, the first Ctrl-C only sets `trainer.interrupted`; the loop stops after the current step."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum, frame):
+        if self.trainer.interrupted:
+            raise KeyboardInterrupt
+        self.trainer.interrupted = True
