@@ -166,18 +166,25 @@ def sum_to(grad, shape: tuple):
 
 
 def _topological_order(root) -> list:
-    """Nodes reachable from `root`, each after every node that feeds gradient into it (iterative DFS)."""
-    order, visited = [], {id(root)}
+    """Nodes reachable from `root`, each after every node that feeds gradient into it (iterative DFS).
+
+    A node is marked visited when it is expanded, not when it is pushed: a node pushed early by one consumer and
+    reached again through a longer path must be expanded under the later consumer, or it would be ordered before
+    that consumer and miss its gradient.
+    """
+    order, visited = [], set()
     stack = [(root, False)]
     while stack:
         node, children_done = stack.pop()
         if children_done:
             order.append(node)
             continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
         stack.append((node, True))
         for step in node.next_steps:
             if isinstance(step, Function) and id(step) not in visited:
-                visited.add(id(step))
                 stack.append((step, False))
     order.reverse()
     return order

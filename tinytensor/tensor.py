@@ -81,6 +81,8 @@ class Tensor:
             grad_array = self.xp.ones_like(self.data)
         else:
             grad_array = grad.data if isinstance(grad, Tensor) else _to_array(grad, self.dtype, self.device)
+            if grad_array.dtype != self.dtype:  # the gradient takes the tensor's dtype, as in PyTorch
+                grad_array = grad_array.astype(self.dtype)
             if grad_array.shape != self.data.shape:
                 raise ValueError(f"backward: gradient shape {grad_array.shape} != tensor shape {self.data.shape}")
         autograd.run_backward(self, grad_array, retain_graph)

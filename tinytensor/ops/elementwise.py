@@ -326,8 +326,11 @@ def _polynomial(coefficients, x):
 
 
 def erf(xp, x):
-    """The error function on an array (NumPy has none): a rational fit near 0, erfc's fit beyond |x| = 0.5."""
-    magnitude = xp.minimum(xp.abs(x), 10)
+    """The error function on an array (NumPy has none): a rational fit near 0, erfc's fit beyond |x| = 0.5.
+
+    float16 is evaluated in float32: the fits' coefficients (up to ~8e4) overflow float16's range.
+    """
+    magnitude = xp.minimum(xp.abs(x if x.dtype != backend.float16 else x.astype(backend.float32)), 10)
     squared = magnitude * magnitude
     near_zero = 2 / math.sqrt(math.pi) * magnitude * _polynomial(_ERF_SMALL_P, squared)
     near_zero /= _polynomial(_ERF_SMALL_Q, squared)
@@ -353,16 +356,22 @@ class Where(Function):
 
 def where(cond, a, b) -> Tensor:
     """Elementwise choice; `a`/`b` may be Python scalars (weak, taking the other branch's dtype)."""
+    return _where(cond, a, b, "where")
+
+
+def _where(cond, a, b, op: str) -> Tensor:
     cond = lift(cond)
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = lift(a, Tensor._wrap(cond.xp.zeros((), dtype=backend.DEFAULT_FLOAT)))
     a, b = operands(a, b)
+    for first, second in ((cond, a), (cond, b), (a, b)):  # pairwise agreement on every axis is broadcastability
+        check_broadcastable(op, first, second)
     return Where.apply(cond, a, b)
 
 
 def masked_fill(a: Tensor, mask, value) -> Tensor:
     """Replace entries where `mask` is True by `value` (mask broadcasts against a)."""
-    return where(mask, value, a)
+    return _where(mask, value, a, "masked_fill")
 
 
 class Extremum(Function):
@@ -380,11 +389,13 @@ class Extremum(Function):
 
 def maximum(a, b) -> Tensor:
     a, b = operands(a, b)
+    check_broadcastable("maximum", a, b)
     return Extremum.apply(a, b, larger=True)
 
 
 def minimum(a, b) -> Tensor:
     a, b = operands(a, b)
+    check_broadcastable("minimum", a, b)
     return Extremum.apply(a, b, larger=False)
 
 

@@ -105,7 +105,7 @@ class CrossEntropy(Function):
         xp = self.xp
         log_probs, targets, valid = self.saved
         label_smoothing, reduction = self.options
-        grad_logits = xp.exp(log_probs, out=log_probs)  # reuse the saved buffer: it is released after this
+        grad_logits = xp.exp(log_probs)  # a new array: with retain_graph the saved log_probs are used again
         if label_smoothing:
             grad_logits -= label_smoothing / log_probs.shape[1]
         rows = xp.arange(targets.shape[0])
@@ -358,18 +358,19 @@ class ScaledDotProductAttention(Function):
         if bias is not None:
             scores += _group_heads(xp.asarray(bias, dtype=scores.dtype), kv_heads, groups)
         if keep is not None:
-            scores = xp.where(_group_heads(keep, kv_heads, groups), scores, xp.finfo(scores.dtype).min)
+            keep = _group_heads(keep, kv_heads, groups)
+            scores = xp.where(keep, scores, xp.finfo(scores.dtype).min)
         probs = _stable_softmax(xp, scores, -1)
         drop_mask, attended = None, probs
         if dropout_p:
             drop_mask = dropout_mask(xp, probs.shape, dropout_p, probs.dtype, backend.device_of(probs))
             attended = probs * drop_mask
-        self.save_for_backward(q5, k5, v5, probs, attended, drop_mask)
+        self.save_for_backward(q5, k5, v5, probs, attended, drop_mask, keep)
         return xp.matmul(attended, v5).reshape(*lead, heads, q_len, head_dim)
 
     def backward(self, grad):
         xp = self.xp
-        q5, k5, v5, probs, attended, drop_mask = self.saved
+        q5, k5, v5, probs, attended, drop_mask, keep = self.saved
         grad5 = grad.reshape(q5.shape)
         d_attended = xp.matmul(grad5, v5.swapaxes(-1, -2))
         grad_v = xp.matmul(attended.swapaxes(-1, -2), grad5).sum(axis=-3) if self.needs_input_grad[2] else None
@@ -378,6 +379,8 @@ class ScaledDotProductAttention(Function):
         d_scores = d_attended
         d_scores -= (d_attended * probs).sum(axis=-1, keepdims=True)
         d_scores *= probs
+        if keep is not None:  # a row that sees no key is uniform whatever its scores: masked scores get no gradient
+            d_scores *= keep
         d_scores *= d_scores.dtype.type(self.scale)
         grad_q = xp.matmul(d_scores, k5).reshape(self.q_shape) if self.needs_input_grad[0] else None
         grad_k = xp.matmul(d_scores.swapaxes(-1, -2), q5).sum(axis=-3) if self.needs_input_grad[1] else None

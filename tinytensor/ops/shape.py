@@ -126,6 +126,9 @@ def stack(tensors, dim: int = 0, *, axis: int | None = None) -> Tensor:
     """Join tensors along a new axis."""
     tensors = list(tensors)
     axis = dim if axis is None else axis
+    for other in tensors[1:]:
+        if other.shape != tensors[0].shape:
+            raise ValueError(f"stack: shapes {tensors[0].shape} and {other.shape} differ; stack needs equal shapes")
     return cat([unsqueeze(t, axis) for t in tensors], axis)
 
 

@@ -1,0 +1,50 @@
+"""Matrix multiplication (tinytensor/ops/linalg.py): batched, broadcasting, and NumPy's 1-D rules."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import arrays, broadcastable_shapes, check_op, op_settings, tensor
+
+import tinytensor as tt
+
+sides = st.integers(1, 4)
+
+
+@op_settings
+@given(data=st.data())
+def test_batched_matmul_with_broadcast_batch_axes_matches_numpy_and_finite_differences(device, data):
+    a_batch, b_batch = data.draw(broadcastable_shapes(2, max_dims=2, max_side=3), label="batch")
+    m, k, n = data.draw(sides, label="m"), data.draw(sides, label="k"), data.draw(sides, label="n")
+    a = data.draw(arrays((*a_batch, m, k)), label="a")
+    b = data.draw(arrays((*b_batch, k, n)), label="b")
+    check_op(lambda a, b: a @ b, np.matmul, a, b, device=device)
+
+
+@pytest.mark.parametrize("case", ["vector_matrix", "matrix_vector", "vector_vector", "vector_batch", "batch_vector"])
+@op_settings
+@given(data=st.data())
+def test_matmul_with_one_dimensional_operands_follows_numpy(case, device, data):
+    k, n, batch = data.draw(sides, label="k"), data.draw(sides, label="n"), data.draw(sides, label="batch")
+    a_shape, b_shape = {"vector_matrix": ((k,), (k, n)), "matrix_vector": ((n, k), (k,)),
+                        "vector_vector": ((k,), (k,)), "vector_batch": ((k,), (batch, k, n)),
+                        "batch_vector": ((batch, n, k), (k,))}[case]
+    a, b = data.draw(arrays(a_shape), label="a"), data.draw(arrays(b_shape), label="b")
+    check_op(tt.matmul, np.matmul, a, b, device=device)
+
+
+def test_matmul_with_an_ndarray_on_the_left_uses_rmatmul():
+    weight = tensor(np.arange(6.0).reshape(3, 2), dtype=tt.float64, requires_grad=True)
+    left = np.ones((1, 3))
+    out = left @ weight
+    assert isinstance(out, tt.Tensor)
+    out.sum().backward()
+    np.testing.assert_array_equal(out.numpy(), left @ weight.numpy())
+    np.testing.assert_array_equal(weight.grad.numpy(), np.ones((3, 2)))
+
+
+def test_matmul_gradient_of_only_one_operand_leaves_the_other_alone():
+    a = tensor(np.ones((2, 3)), dtype=tt.float64, requires_grad=True)
+    b = tensor(np.full((3, 4), 2.0), dtype=tt.float64)
+    (a @ b).sum().backward()
+    assert b.grad is None
+    np.testing.assert_array_equal(a.grad.numpy(), np.full((2, 3), 8.0))
