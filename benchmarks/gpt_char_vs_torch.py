@@ -39,6 +39,7 @@ def run_tinytensor(config: dict, steps: int) -> float:
     from train.loop import decay_groups
 
     tt.manual_seed(0)
+    tt.backend.tune_host_allocator()  # as train.loop.Trainer does
     model_config = {k: v for k, v in config.items() if k != "batch_size"}
     model = GPT(GPTConfig(vocab_size=VOCAB, **model_config))
     optimizer = AdamW(decay_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.99))

@@ -9,8 +9,9 @@ Read this file first in the model zoo: it is the smallest complete transformer h
     logits = lm_head(layer_norm(x))                                [B, T, V]
 
 What differs from the lecture's code, and why: the per-head key/query/value Linears are one fused `c_attn`
-projection (the same maths; one matrix multiply instead of 3·n_head), and attention runs through the fused
-`F.scaled_dot_product_attention`. `forward` always returns logits as [B, T, V] (the lecture flattens them when
+projection (the same maths; one matrix multiply instead of 3·n_head), and attention runs as one fused op,
+`F.packed_self_attention`, which splits that projection into heads, attends causally and merges the heads
+(`CausalSelfAttention.forward` spells out what it computes). `forward` always returns logits as [B, T, V] (the lecture flattens them when
 targets are given). Weights start from N(0, 0.02) with zero biases, as in the lecture's final gpt.py.
 """
 from __future__ import annotations
@@ -54,14 +55,13 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: tt.Tensor) -> tt.Tensor:
-        batch, time, channels = x.shape
-        head_dim = channels // self.n_head
-        qkv = self.c_attn(x).reshape(batch, time, 3, self.n_head, head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]                                     # each [B, nh, T, hd]
-        attended = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        merged = attended.transpose(1, 2).reshape(batch, time, channels)   # heads side by side again
-        return self.resid_dropout(self.proj(merged))
+        """x [B, T, C] → [B, T, C]. With q, k, v the three C-wide slices of c_attn(x), each split into n_head
+        heads [B, nh, T, hd], head h computes softmax(q_h·k_hᵀ/√hd, masked to j ≤ i)·v_h (dropout on the
+        weights while training); the heads' outputs are laid side by side again ([B, T, C]) and projected."""
+        qkv = self.c_attn(x)                                                  # [B, T, 3C]
+        attended = F.packed_self_attention(qkv, self.n_head, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)   # [B, T, C]
+        return self.resid_dropout(self.proj(attended))
 
 
 class FeedForward(nn.Module):

@@ -329,3 +329,13 @@ def test_item_tolist_and_repr_show_the_values():
     assert "requires_grad=True" in repr(x) and "grad_fn=Mul" in repr(x * 2) and "float64" in repr(x)
     with pytest.raises(ValueError, match=r"item\(\) needs a tensor with one element, got shape \(1, 2\)"):
         x.item()
+
+
+def test_leaf_gradients_never_share_memory_with_each_other_or_the_caller():
+    x = tt.tensor([1.0, 2.0], requires_grad=True)
+    y = tt.tensor([3.0, 4.0], requires_grad=True)
+    upstream = tt.tensor([1.0, 1.0])
+    (x + y).backward(upstream)
+    x.grad.data *= 10  # an in-place edit of one gradient (as a user might do) must not leak anywhere else
+    np.testing.assert_array_equal(y.grad.numpy(), [1.0, 1.0])
+    np.testing.assert_array_equal(upstream.numpy(), [1.0, 1.0])

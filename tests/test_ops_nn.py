@@ -427,3 +427,53 @@ def test_attention_with_an_explicit_scale_matches_numpy():
     q, k, v = rng.standard_normal((1, 2, 3, 4)), rng.standard_normal((1, 1, 3, 4)), rng.standard_normal((1, 1, 3, 4))
     check_forward(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, scale=0.3, is_causal=True),
                   lambda q, k, v: np_attention(q, k, v, is_causal=True, scale=0.3), q, k, v)
+
+
+# ---- packed self-attention (fused qkv in, merged heads out) ---------------------------------------------------------
+@op_settings
+@given(batch=st.integers(1, 2), time=st.integers(1, 4), heads=st.integers(1, 3), head_dim=st.integers(1, 3),
+       is_causal=st.booleans(), masked=st.booleans(), data=st.data())
+def test_packed_self_attention_equals_split_heads_attention_and_finite_differences(device, batch, time, heads,
+                                                                                  head_dim, is_causal, masked, data):
+    width = heads * head_dim
+    qkv = data.draw(arrays((batch, time, 3 * width)))
+    keep = data.draw(arrays((batch, 1, 1, time), low=0, high=1)) > 0.3 if masked else None
+    mask = tt.tensor(keep).to(device) if masked else None
+
+    def split_heads(packed):
+        q, k, v = (packed[..., i * width:(i + 1) * width].reshape(batch, time, heads, head_dim).transpose(1, 2)
+                   for i in range(3))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return out.transpose(1, 2).reshape(batch, time, width)
+
+    def packed(tensor):
+        return F.packed_self_attention(tensor, heads, attn_mask=mask, is_causal=is_causal)
+
+    x = tt.tensor(qkv, dtype=tt.float64, requires_grad=True).to(device)
+    np.testing.assert_allclose(packed(x).numpy(), split_heads(x).numpy(), rtol=1e-12, atol=1e-12)
+    assert tt.gradcheck(packed, [x])
+    assert packed(x.detach().float()).dtype == tt.float32
+
+
+def test_packed_self_attention_rejects_a_width_that_is_not_three_heads():
+    with pytest.raises(ValueError, match="packed_self_attention"):
+        F.packed_self_attention(tt.zeros(1, 2, 10), 2)
+
+
+# ---- fused linear ---------------------------------------------------------------------------------------------------
+@op_settings
+@given(lead=shapes(min_dims=0, max_dims=2), features=st.integers(1, 4), outputs=st.integers(1, 4),
+       with_bias=st.booleans(), data=st.data())
+def test_linear_matches_numpy_and_finite_differences(device, lead, features, outputs, with_bias, data):
+    x = data.draw(arrays((*lead, features)))
+    weight = data.draw(arrays((outputs, features)))
+    bias = data.draw(arrays((outputs,)))
+    inputs = [tt.tensor(a, requires_grad=True).to(device) for a in ([x, weight, bias] if with_bias else [x, weight])]
+    expected = x @ weight.T + (bias if with_bias else 0)
+    np.testing.assert_allclose(F.linear(*inputs).numpy(), expected, rtol=1e-12, atol=1e-12)
+    assert tt.gradcheck(F.linear, inputs)
+
+
+def test_linear_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"linear: input \(2, 3\) does not fit weight \(4, 5\)"):
+        F.linear(tt.zeros(2, 3), tt.zeros(4, 5))

@@ -95,7 +95,8 @@ class Function:
 
     `backward` returns one gradient per input (a tuple, or a single array for one input), or None for an input
     whose gradient nobody needs: check `self.needs_input_grad[i]` to skip that work. Gradients may have the
-    broadcast shape of the output; the engine reduces them to each input's shape.
+    broadcast shape of the output; the engine reduces them to each input's shape. `backward` must not write into
+    `grad`: the same array may flow on to several inputs.
     """
 
     xp = None  # the array module of this call's inputs
@@ -190,24 +191,31 @@ def _topological_order(root) -> list:
     return order
 
 
-def _accumulate_leaf(leaf, grad) -> None:
+def _accumulate_leaf(leaf, grad, handed_out: set) -> None:
+    """Add `grad` into `leaf.grad`. The first gradient is stored without a copy only when nothing else can see it:
+    an array that owns its memory and has not been handed to another tensor in this backward pass."""
     from tinytensor.tensor import Tensor
 
-    if leaf.grad is None:
-        leaf.grad = Tensor._wrap(grad.copy())  # a private copy: gradients may alias each other or saved arrays
-    else:
+    if leaf.grad is not None:
         leaf.grad.data = leaf.grad.data + grad
+        return
+    private = getattr(grad, "base", None) is None and getattr(grad.flags, "writeable", True)
+    if not private or id(grad) in handed_out:
+        grad = grad.copy()
+    handed_out.add(id(grad))
+    leaf.grad = Tensor._wrap(grad)
 
 
 def run_backward(tensor, grad, retain_graph: bool = False) -> None:
     """Propagate `grad` (an array shaped like `tensor`) to every leaf that requires grad."""
+    handed_out = {id(grad)}  # the caller's gradient array is never adopted as a .grad
     if tensor._node is None:
-        _accumulate_leaf(tensor, grad)
+        _accumulate_leaf(tensor, grad, handed_out)
         return
     pending = {id(tensor._node): grad}
     for node in _topological_order(tensor._node):
         node_grad = pending.pop(id(node))
-        _set_retained_grad(node, node_grad)
+        _set_retained_grad(node, node_grad, handed_out)
         input_grads = node._run_backward(node_grad, retain_graph)
         for step, shape, input_grad in zip(node.next_steps, node.input_shapes, input_grads):
             if step is None or input_grad is None:
@@ -219,14 +227,15 @@ def run_backward(tensor, grad, retain_graph: bool = False) -> None:
                 key = id(step)
                 pending[key] = pending[key] + input_grad if key in pending else input_grad
             else:
-                _accumulate_leaf(step, input_grad)
+                _accumulate_leaf(step, input_grad, handed_out)
 
 
-def _set_retained_grad(node, grad) -> None:
+def _set_retained_grad(node, grad, handed_out: set) -> None:
     if node.retained_output is not None:
         output = node.retained_output()
         if output is not None:
-            _accumulate_leaf(output, grad)
+            _accumulate_leaf(output, grad, handed_out)
+            handed_out.add(id(grad))
 
 
 def retain_output_grad(tensor) -> None:

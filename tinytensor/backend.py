@@ -9,6 +9,7 @@ It also owns the random generators (`manual_seed` seeds both backends) and the d
 """
 from __future__ import annotations
 
+import ctypes
 import types
 
 import numpy
@@ -118,6 +119,23 @@ def set_rng_state(state: dict) -> None:
     _seed = state["seed"]
     _generators.clear()
     generator("cpu").bit_generator.state = state["cpu"]
+
+
+def tune_host_allocator() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing big blocks back to the OS.
+
+    Each large NumPy temporary is otherwise a fresh mmap whose pages fault in one by one, which costs 15–30% of
+    a CPU training step (PyTorch avoids it with its own caching allocator). The price: the process's resident
+    memory does not shrink after a peak. The trainers call this; custom loops may too. Returns False where the C
+    library has no `mallopt` (not glibc), leaving everything as it was.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def as_dtype(dtype) -> numpy.dtype:

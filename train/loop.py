@@ -79,6 +79,7 @@ class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig, get_batch: BatchFn, run_config: dict | None = None,
                  loss_fn: Callable = default_loss):
         self.model, self.config, self.get_batch, self.loss_fn = model, config, get_batch, loss_fn
+        tt.backend.tune_host_allocator()
         self.run_config = run_config or {}
         self.out_dir = Path(config.out_dir)
         self.optimizer = AdamW(decay_groups(model, config.weight_decay), lr=config.lr,

@@ -31,6 +31,8 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         raise RuntimeError(f"clip_grad_norm_: the total {norm_type}-norm of the gradients is {float(total)}; "
                            "pass error_if_nonfinite=False to clip anyway")
     clip_coef = xp.minimum(max_norm / (total + 1e-6), 1.0)  # Python scalars are weak: float32 stays float32
+    if backend.device_of(total) == "cpu" and clip_coef >= 1:
+        return Tensor._wrap(total)  # nothing to scale (checked on the CPU only: on a GPU it would cost a sync)
     for grad in grads:
         grad.data = grad.data * clip_coef.astype(grad.dtype)
     return Tensor._wrap(total)

@@ -36,13 +36,14 @@ class Adam(Optimizer):
         for param in params:
             state = self.state.get(param) or self._init_state(param)
             state["step"] += 1
-            self._update_param(param.data, param.grad.data, state, group)
+        self._in_lanes(params, lambda param, lane: self._update_param(
+            param.data, param.grad.data, self.state[param], group, lane))
 
-    def _update_param(self, data, grad, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update_param(self, data, grad, state: dict[str, Any], group: dict[str, Any], lane: int = 0) -> None:
         """One step for one parameter array, in place."""
         lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         xp = backend.array_module(data, grad, op=type(self).__name__)
-        cast, step, scratch = data.dtype.type, state["step"], self._scratch_like(data)
+        cast, step, scratch = data.dtype.type, state["step"], self._scratch_like(data, lane)
         if weight_decay != 0 and self.decoupled_weight_decay:
             xp.multiply(data, cast(1 - lr * weight_decay), out=data)
         elif weight_decay != 0:

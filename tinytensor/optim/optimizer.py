@@ -16,6 +16,8 @@ can put the arrays in safetensors and the rest in JSON.
 from __future__ import annotations
 
 import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -78,10 +80,23 @@ class Optimizer:
         """Apply one step to `params` (those of `group` that have a gradient). Subclasses implement it."""
         raise NotImplementedError
 
-    def _scratch_like(self, array):
-        """A scratch array shaped like `array`: a view into one flat buffer per device and dtype, reused by every
-        parameter and step so updates allocate nothing (it is never part of the state)."""
-        key = (backend.device_of(array), array.dtype)
+    def _in_lanes(self, params: list, update: Callable[[Any, int], None]) -> None:
+        """Call `update(param, lane)` for every parameter. On the CPU the parameters are dealt into one lane per
+        core and the lanes run in threads: the update is a string of memory-bound NumPy passes, which release the
+        GIL, and NumPy runs each pass on one core. Small models stay on one lane (threads would cost more)."""
+        lanes = _deal_into_lanes(params, _cpu_lanes()) if _worth_threads(params) else [params]
+        if len(lanes) == 1:
+            for param in params:
+                update(param, 0)
+            return
+        jobs = [_lane_pool().submit(_run_lane, lane, index, update) for index, lane in enumerate(lanes)]
+        for job in jobs:
+            job.result()
+
+    def _scratch_like(self, array, lane: int = 0):
+        """A scratch array shaped like `array`: a view into one flat buffer per device, dtype and lane, reused by
+        every parameter and step so updates allocate nothing (it is never part of the state)."""
+        key = (backend.device_of(array), array.dtype, lane)
         buffer = self._scratch.get(key)
         if buffer is None or buffer.size < array.size:
             buffer = self._scratch[key] = backend.array_module(array).empty(array.size, dtype=array.dtype)
@@ -169,3 +184,38 @@ def _load_state_value(param, name: str, value):
     xp = backend.array_module(param.data)
     dtype = param.data.dtype if backend.is_floating(array.dtype) else array.dtype
     return xp.array(backend.to_device(array, backend.device_of(param.data)), dtype=dtype, copy=True)
+
+
+_LANE_POOL: ThreadPoolExecutor | None = None
+_THREADING_MIN_ELEMENTS = 1 << 18
+
+
+def _cpu_lanes() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _lane_pool() -> ThreadPoolExecutor:
+    global _LANE_POOL
+    if _LANE_POOL is None:
+        _LANE_POOL = ThreadPoolExecutor(max_workers=_cpu_lanes(), thread_name_prefix="tinytensor-optim")
+    return _LANE_POOL
+
+
+def _worth_threads(params: list) -> bool:
+    return (_cpu_lanes() > 1 and backend.device_of(params[0].data) == "cpu"
+            and sum(p.data.size for p in params) >= _THREADING_MIN_ELEMENTS)
+
+
+def _deal_into_lanes(params: list, count: int) -> list[list]:
+    """Largest first, each into the lightest lane, so the lanes finish together."""
+    lanes, loads = [[] for _ in range(count)], [0] * count
+    for param in sorted(params, key=lambda p: p.data.size, reverse=True):
+        lightest = loads.index(min(loads))
+        lanes[lightest].append(param)
+        loads[lightest] += param.data.size
+    return [lane for lane in lanes if lane]
+
+
+def _run_lane(lane: list, index: int, update: Callable[[Any, int], None]) -> None:
+    for param in lane:
+        update(param, index)
