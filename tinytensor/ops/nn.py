@@ -191,15 +191,15 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 class LayerNorm(Function):
     """y = (x − μ)/√(σ² + eps)·w + b over the last axis (Ba et al. 2016), σ² biased.
 
-    Saves x̂ and 1/σ; backward: dx = (1/σ)·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dy·w.
+    Saves x̂ and 1/σ; backward: dx = (1/σ)·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dy·w. Row means and
+    row dot products go through `_row_mean`/`_row_dot` (a BLAS matrix-vector product and a one-pass einsum)
+    rather than NumPy reductions of fresh temporaries: the same numbers, a third of the memory traffic.
     """
 
     def forward(self, x, *params, eps=1e-5):
-        xp = self.xp
-        mean = x.mean(axis=-1, keepdims=True)
-        centered = x - mean
-        variance = (centered * centered).mean(axis=-1, keepdims=True)
-        rstd = 1 / xp.sqrt(variance + eps)
+        rows = x.reshape(-1, x.shape[-1])
+        centered = rows - _row_mean(self.xp, rows)
+        rstd = 1 / self.xp.sqrt(_row_dot(self.xp, centered, centered) + eps)
         normalized = centered
         normalized *= rstd
         weight = params[0] if params else None
@@ -207,49 +207,61 @@ class LayerNorm(Function):
         out = normalized * weight if weight is not None else normalized.copy()
         if len(params) == 2:
             out += params[1]
-        return out
+        return out.reshape(x.shape)
 
     def backward(self, grad):
         normalized, rstd, weight = self.saved
-        d_normalized = grad * weight if weight is not None else grad
+        grad_rows = grad.reshape(normalized.shape)
+        d_normalized = grad_rows * weight if weight is not None else grad_rows
         grad_x = None
         if self.needs_input_grad[0]:
-            grad_x = d_normalized - d_normalized.mean(axis=-1, keepdims=True)
-            grad_x -= normalized * (d_normalized * normalized).mean(axis=-1, keepdims=True)
+            grad_x = d_normalized - _row_mean(self.xp, d_normalized)
+            grad_x -= normalized * _row_dot(self.xp, d_normalized, normalized)
             grad_x *= rstd
-        param_grads = _affine_grads(grad, normalized, self.needs_input_grad[1:])
-        return (grad_x, *param_grads)
+            grad_x = grad_x.reshape(grad.shape)
+        return (grad_x, *_affine_grads(self.xp, grad_rows, normalized, self.needs_input_grad[1:]))
 
 
 class RMSNorm(Function):
     """y = x/√(mean(x²) + eps)·w (Zhang & Sennrich 2019; LLaMA). No centering, no bias."""
 
     def forward(self, x, *params, eps=1e-6):
-        rstd = 1 / self.xp.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
-        normalized = x * rstd
+        rows = x.reshape(-1, x.shape[-1])
+        rstd = 1 / self.xp.sqrt(_row_dot(self.xp, rows, rows) + eps)
+        normalized = rows * rstd
         weight = params[0] if params else None
         self.save_for_backward(normalized, rstd, weight)
-        return normalized * weight if weight is not None else normalized
+        return (normalized * weight if weight is not None else normalized).reshape(x.shape)
 
     def backward(self, grad):
         normalized, rstd, weight = self.saved
-        d_normalized = grad * weight if weight is not None else grad
+        grad_rows = grad.reshape(normalized.shape)
+        d_normalized = grad_rows * weight if weight is not None else grad_rows
         grad_x = None
         if self.needs_input_grad[0]:
-            grad_x = d_normalized - normalized * (d_normalized * normalized).mean(axis=-1, keepdims=True)
+            grad_x = d_normalized - normalized * _row_dot(self.xp, d_normalized, normalized)
             grad_x *= rstd
-        return (grad_x, *_affine_grads(grad, normalized, self.needs_input_grad[1:]))
+            grad_x = grad_x.reshape(grad.shape)
+        return (grad_x, *_affine_grads(self.xp, grad_rows, normalized, self.needs_input_grad[1:]))
 
 
-def _affine_grads(grad, normalized, needs: tuple) -> list:
-    """Gradients of the elementwise weight (Σ dy·x̂) and bias (Σ dy) over every leading axis."""
-    features = grad.shape[-1]
-    flat_grad = grad.reshape(-1, features)
+def _row_mean(xp, rows):
+    """Mean of each row of [N, C] as [N, 1], by one matrix-vector product."""
+    return (rows @ xp.full(rows.shape[1], 1 / rows.shape[1], dtype=rows.dtype))[:, None]
+
+
+def _row_dot(xp, a, b):
+    """mean(a·b) of each row of [N, C] as [N, 1], in one pass without a temporary."""
+    return xp.einsum("ij,ij->i", a, b)[:, None] / a.dtype.type(a.shape[1])
+
+
+def _affine_grads(xp, grad_rows, normalized, needs: tuple) -> list:
+    """Gradients of the elementwise weight (Σ dy·x̂) and bias (Σ dy) over all rows."""
     grads = []
     if len(needs) >= 1:
-        grads.append((flat_grad * normalized.reshape(-1, features)).sum(axis=0) if needs[0] else None)
+        grads.append(xp.einsum("ij,ij->j", grad_rows, normalized) if needs[0] else None)
     if len(needs) == 2:
-        grads.append(flat_grad.sum(axis=0) if needs[1] else None)
+        grads.append(xp.ones(grad_rows.shape[0], dtype=grad_rows.dtype) @ grad_rows if needs[1] else None)
     return grads
 
 
