@@ -315,27 +315,68 @@ _ERFC_P = (1.8263348842295112592168999e3, 2.8980293292167655611275846e3, 2.32043
 _ERFC_Q = (1.8263348842295112595576438e3, 4.95882756472114071495438422e3, 6.0895424232724435504633068e3,
            4.429612803883682726711528526e3, 2.094384367789539593790281779e3, 6.617361207107653469211984771e2,
            1.371255960500622202878443578e2, 1.714980943627607849376131193e1, 1.0)
+# Abramowitz & Stegun 7.1.26: erf(x) ≈ 1 − t·(a1 + a2·t + … + a5·t⁴)·e^(−x²), t = 1/(1 + p·x), |error| ≤ 1.5e-7:
+# below float32's resolution of erf, in five times fewer passes than the rational fits.
+_AS_P = 0.3275911
+_AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+_CHUNK = 1 << 14  # elements per slice on the CPU: a slice and its temporaries stay in cache through every pass
 
 
-def _polynomial(coefficients, x):
-    """c0 + c1·x + c2·x² + … by Horner's rule."""
-    result = coefficients[-1]
+def _polynomial(xp, coefficients, x):
+    """c0 + c1·x + c2·x² + … by Horner's rule, in place in one new array."""
+    result = xp.full_like(x, coefficients[-1])
     for c in reversed(coefficients[:-1]):
-        result = result * x + c
+        result *= x
+        result += c
     return result
 
 
 def erf(xp, x):
-    """The error function on an array (NumPy has none): a rational fit near 0, erfc's fit beyond |x| = 0.5.
+    """The error function on an array (NumPy has none). float64 takes the rational fits (exact to rounding);
+    float32 and float16 (computed in float32) take Abramowitz & Stegun 7.1.26 (within 1.5e-7 + 4 float32 ulps of 1),
+    slice by slice on the CPU."""
+    if x.ndim == 0:  # ufuncs return scalars, not arrays, for 0-d inputs
+        return erf(xp, x.reshape(1)).reshape(())
+    if x.dtype == backend.float64:
+        return _erf_rational(xp, x)
+    single = x.astype(backend.float32, copy=False)
+    if xp is not backend.module_for("cpu") or single.size <= _CHUNK:
+        return _erf_abramowitz_stegun(xp, single).astype(x.dtype, copy=False)
+    out = xp.empty_like(single)
+    flat_in, flat_out = single.reshape(-1), out.reshape(-1)
+    for start in range(0, single.size, _CHUNK):
+        flat_out[start:start + _CHUNK] = _erf_abramowitz_stegun(xp, flat_in[start:start + _CHUNK])
+    return out.astype(x.dtype, copy=False)
 
-    float16 is evaluated in float32: the fits' coefficients (up to ~8e4) overflow float16's range.
-    """
-    magnitude = xp.minimum(xp.abs(x if x.dtype != backend.float16 else x.astype(backend.float32)), 10)
+
+def _erf_rational(xp, x):
+    """Hart's fits: x·P(x²)/Q(x²) for |x| < 0.5, else 1 − e^(−x²)·P(|x|)/Q(|x|)."""
+    magnitude = xp.minimum(xp.abs(x), 10)
     squared = magnitude * magnitude
-    near_zero = 2 / math.sqrt(math.pi) * magnitude * _polynomial(_ERF_SMALL_P, squared)
-    near_zero /= _polynomial(_ERF_SMALL_Q, squared)
-    far = 1 - xp.exp(-squared) * _polynomial(_ERFC_P, magnitude) / _polynomial(_ERFC_Q, magnitude)
-    return xp.sign(x) * xp.where(magnitude < 0.5, near_zero, far).astype(x.dtype, copy=False)
+    near_zero = _polynomial(xp, _ERF_SMALL_P, squared)
+    near_zero /= _polynomial(xp, _ERF_SMALL_Q, squared)
+    near_zero *= magnitude
+    near_zero *= 2 / math.sqrt(math.pi)
+    far = _polynomial(xp, _ERFC_P, magnitude)
+    far /= _polynomial(xp, _ERFC_Q, magnitude)
+    far *= xp.exp(-squared)
+    xp.subtract(1, far, out=far)
+    xp.copyto(far, near_zero, where=magnitude < 0.5)
+    return xp.copysign(far, x, out=far)
+
+
+def _erf_abramowitz_stegun(xp, x):
+    magnitude = xp.abs(x)
+    t = magnitude * _AS_P
+    t += 1
+    xp.reciprocal(t, out=t)
+    series = _polynomial(xp, _AS_A, t)
+    series *= t
+    xp.multiply(magnitude, magnitude, out=magnitude)
+    xp.negative(magnitude, out=magnitude)
+    series *= xp.exp(magnitude, out=magnitude)
+    xp.subtract(1, series, out=series)
+    return xp.copysign(series, x, out=series)
 
 
 # ---- selection ----------------------------------------------------------------------------------------------------
