@@ -88,10 +88,8 @@ class AttentionBlock(nn.Module):
         self.fc, self.out = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
 
     def forward(self, x):
-        batch, time, width = x.shape
-        qkv = self.qkv(self.ln1(x)).reshape(batch, time, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
-        x = x + self.proj(attended.transpose(1, 2).reshape(batch, time, width))
+        attended = F.packed_self_attention(self.qkv(self.ln1(x)), self.heads, is_causal=True)  # as models.gpt_char
+        x = x + self.proj(attended)
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 

@@ -10,7 +10,9 @@ It also owns the random generators (`manual_seed` seeds both backends) and the d
 from __future__ import annotations
 
 import ctypes
+import os
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
@@ -23,6 +25,8 @@ bool_ = numpy.dtype("bool")
 DEFAULT_FLOAT = float32
 
 _cupy: types.ModuleType | None = None
+_cpu_pool: ThreadPoolExecutor | None = None
+SLICE = 1 << 17  # elements per slice in `map_slices`: big enough to amortise thread hand-offs, small enough for L2
 _seed: int | None = None
 _generators: dict[str, object] = {}
 
@@ -136,6 +140,41 @@ def tune_host_allocator() -> bool:
         return False
     m_trim_threshold, m_mmap_max = -1, -4
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def cpu_pool() -> ThreadPoolExecutor:
+    """One worker thread per core, shared by everything that spreads NumPy passes over cores (NumPy's ufuncs
+    release the GIL, but each runs on one core)."""
+    global _cpu_pool
+    if _cpu_pool is None:
+        _cpu_pool = ThreadPoolExecutor(max_workers=cpu_cores(), thread_name_prefix="tinytensor")
+    return _cpu_pool
+
+
+def map_slices(function, *arrays):
+    """function(*arrays) for an elementwise `function` of same-shaped arrays, returning one new array.
+
+    On the CPU, large inputs are cut into slices of `SLICE` elements: a chain of NumPy passes over one slice
+    keeps its temporaries in cache instead of streaming every pass through memory, and the slices are shared
+    among the cores. On a GPU (or for small inputs) it is simply `function(*arrays)`. `function` must not call
+    `map_slices` on anything bigger than a slice (the workers would wait on themselves).
+    """
+    first = arrays[0]
+    flat = [a.reshape(-1) for a in arrays]  # 1-D, so in-place passes never meet NumPy's 0-d scalars
+    if device_of(first) != "cpu" or first.size <= 2 * SLICE:
+        return function(*flat).reshape(first.shape)
+    out = numpy.empty(first.size, dtype=function(*[a[:1] for a in flat]).dtype)
+
+    def run(start: int) -> None:
+        out[start:start + SLICE] = function(*[a[start:start + SLICE] for a in flat])
+
+    list(cpu_pool().map(run, range(0, first.size, SLICE)))
+    return out.reshape(first.shape)
 
 
 def as_dtype(dtype) -> numpy.dtype:

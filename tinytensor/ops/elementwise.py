@@ -265,27 +265,74 @@ _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
 class Gelu(Function):
-    """GELU (Hendrycks & Gimpel 2016): x·Φ(x) exactly via erf, or the tanh approximation GPT-2 uses."""
+    """GELU (Hendrycks & Gimpel 2016): x·Φ(x) exactly via erf, or the tanh approximation GPT-2 uses.
+
+    Both run their chains of passes slice by slice (`backend.map_slices`), so the temporaries stay in cache.
+    """
 
     def forward(self, a, approximate="none"):
-        xp = self.xp
         self.approximate = approximate
-        if approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)
-            tanh_inner = xp.tanh(inner)
-            self.save_for_backward(a, tanh_inner)
-            return 0.5 * a * (1 + tanh_inner)
-        cdf = 0.5 * (1 + erf(xp, a * _INV_SQRT_2))
+        cdf = backend.map_slices(_tanh_cdf if approximate == "tanh" else _normal_cdf, a)
         self.save_for_backward(a, cdf)
         return a * cdf
 
     def backward(self, grad):
-        a, saved = self.saved
-        if self.approximate == "tanh":
-            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
-            return grad * (0.5 * (1 + saved) + 0.5 * a * (1 - saved * saved) * d_inner)
-        pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * a * a)
-        return grad * (saved + a * pdf)
+        a, cdf = self.saved
+        derivative = _tanh_gelu_derivative if self.approximate == "tanh" else _gelu_derivative
+        return backend.map_slices(derivative, grad, a, cdf)
+
+
+def _normal_cdf(x):
+    """Φ(x) = (1 + erf(x/√2))/2."""
+    out = erf(backend.array_module(x), x * _INV_SQRT_2)
+    out += 1
+    out *= 0.5
+    return out
+
+
+def _gelu_derivative(grad, x, cdf):
+    """grad · (Φ(x) + x·φ(x)), φ the standard normal density."""
+    xp = backend.array_module(x)
+    out = x * x
+    out *= -0.5
+    xp.exp(out, out=out)
+    out *= _INV_SQRT_2PI
+    out *= x
+    out += cdf
+    out *= grad
+    return out
+
+
+def _tanh_cdf(x):
+    """(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2, GPT-2's stand-in for Φ(x)."""
+    xp = backend.array_module(x)
+    out = x * x
+    out *= 0.044715
+    out += 1
+    out *= x
+    out *= _SQRT_2_OVER_PI
+    xp.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
+
+
+def _tanh_gelu_derivative(grad, x, cdf):
+    """d/dx x·c(x) = c + x·c′, with c′ = ½(1 − tanh²)·√(2/π)·(1 + 3·0.044715·x²) and tanh = 2c − 1."""
+    tanh_inner = 2 * cdf - 1
+    slope = x * x
+    slope *= 3 * 0.044715
+    slope += 1
+    slope *= _SQRT_2_OVER_PI
+    tanh_inner *= tanh_inner
+    xp = backend.array_module(x)
+    xp.subtract(1, tanh_inner, out=tanh_inner)
+    slope *= tanh_inner
+    slope *= 0.5
+    slope *= x
+    slope += cdf
+    slope *= grad
+    return slope
 
 
 def relu(a: Tensor) -> Tensor:
@@ -319,7 +366,6 @@ _ERFC_Q = (1.8263348842295112595576438e3, 4.95882756472114071495438422e3, 6.0895
 # below float32's resolution of erf, in five times fewer passes than the rational fits.
 _AS_P = 0.3275911
 _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-_CHUNK = 1 << 14  # elements per slice on the CPU: a slice and its temporaries stay in cache through every pass
 
 
 def _polynomial(xp, coefficients, x):
@@ -340,13 +386,7 @@ def erf(xp, x):
     if x.dtype == backend.float64:
         return _erf_rational(xp, x)
     single = x.astype(backend.float32, copy=False)
-    if xp is not backend.module_for("cpu") or single.size <= _CHUNK:
-        return _erf_abramowitz_stegun(xp, single).astype(x.dtype, copy=False)
-    out = xp.empty_like(single)
-    flat_in, flat_out = single.reshape(-1), out.reshape(-1)
-    for start in range(0, single.size, _CHUNK):
-        flat_out[start:start + _CHUNK] = _erf_abramowitz_stegun(xp, flat_in[start:start + _CHUNK])
-    return out.astype(x.dtype, copy=False)
+    return backend.map_slices(lambda part: _erf_abramowitz_stegun(xp, part), single).astype(x.dtype, copy=False)
 
 
 def _erf_rational(xp, x):

@@ -64,7 +64,9 @@ class Linear(Function):
         grad_rows = grad.reshape(-1, grad.shape[-1])
         grad_x = (grad_rows @ weight).reshape(self.input_shape) if self.needs_input_grad[0] else None
         grad_weight = grad_rows.T @ rows if self.needs_input_grad[1] else None
-        grad_bias = grad_rows.sum(axis=0) if len(self.needs_input_grad) == 3 and self.needs_input_grad[2] else None
+        grad_bias = None
+        if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
+            grad_bias = self.xp.ones(grad_rows.shape[0], dtype=grad.dtype) @ grad_rows  # column sums, one GEMV
         return grad_x, grad_weight, grad_bias
 
 

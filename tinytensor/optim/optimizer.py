@@ -16,8 +16,6 @@ can put the arrays in safetensors and the rest in JSON.
 from __future__ import annotations
 
 import numbers
-import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -84,12 +82,12 @@ class Optimizer:
         """Call `update(param, lane)` for every parameter. On the CPU the parameters are dealt into one lane per
         core and the lanes run in threads: the update is a string of memory-bound NumPy passes, which release the
         GIL, and NumPy runs each pass on one core. Small models stay on one lane (threads would cost more)."""
-        lanes = _deal_into_lanes(params, _cpu_lanes()) if _worth_threads(params) else [params]
+        lanes = _deal_into_lanes(params, backend.cpu_cores()) if _worth_threads(params) else [params]
         if len(lanes) == 1:
             for param in params:
                 update(param, 0)
             return
-        jobs = [_lane_pool().submit(_run_lane, lane, index, update) for index, lane in enumerate(lanes)]
+        jobs = [backend.cpu_pool().submit(_run_lane, lane, index, update) for index, lane in enumerate(lanes)]
         for job in jobs:
             job.result()
 
@@ -186,23 +184,11 @@ def _load_state_value(param, name: str, value):
     return xp.array(backend.to_device(array, backend.device_of(param.data)), dtype=dtype, copy=True)
 
 
-_LANE_POOL: ThreadPoolExecutor | None = None
 _THREADING_MIN_ELEMENTS = 1 << 18
 
 
-def _cpu_lanes() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-def _lane_pool() -> ThreadPoolExecutor:
-    global _LANE_POOL
-    if _LANE_POOL is None:
-        _LANE_POOL = ThreadPoolExecutor(max_workers=_cpu_lanes(), thread_name_prefix="tinytensor-optim")
-    return _LANE_POOL
-
-
 def _worth_threads(params: list) -> bool:
-    return (_cpu_lanes() > 1 and backend.device_of(params[0].data) == "cpu"
+    return (backend.cpu_cores() > 1 and backend.device_of(params[0].data) == "cpu"
             and sum(p.data.size for p in params) >= _THREADING_MIN_ELEMENTS)
 
 
