@@ -163,3 +163,22 @@ def test_cuda_tensors_compute_with_cupy_and_report_their_device():
     assert x.device == "cuda" and type(x.data).__module__.startswith("cupy")
     assert (x @ x.T).device == "cuda" and "device='cuda'" in repr(x)
     np.testing.assert_allclose((x @ x.T).numpy(), x.numpy() @ x.numpy().T, rtol=1e-5, atol=1e-5)
+
+
+def test_map_slices_equals_the_whole_array_computation_for_any_shape_and_ragged_tail():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, backend.SLICE + 7, 2))  # several slices, the last one short
+    b = rng.standard_normal(a.shape)
+    out = backend.map_slices(lambda x, y: np.tanh(x) * y + 1, a, b)
+    assert out.shape == a.shape
+    np.testing.assert_array_equal(out, np.tanh(a) * b + 1)
+    scalar = backend.map_slices(lambda x: x * 2, np.array(3.0))
+    assert scalar.shape == () and scalar == 6.0
+
+
+def test_tune_host_allocator_takes_effect_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is a glibc interface")
+    assert backend.tune_host_allocator() is True
