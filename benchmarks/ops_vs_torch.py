@@ -38,13 +38,13 @@ def per_op_overhead(repeats: int) -> list[str]:
         ours = [tt.tensor(d, requires_grad=with_grad) for d in data]
         theirs = [torch.tensor(d, requires_grad=with_grad) for d in data]
         for name, op in SMALL_OPS.items():
-            def ours_step(op=op):
-                out = op(*ours)
+            def ours_step(op=op, inputs=ours, with_grad=with_grad):
+                out = op(*inputs)
                 if with_grad:
                     out.sum().backward()
 
-            def theirs_step(op=op):
-                out = op(*theirs)
+            def theirs_step(op=op, inputs=theirs, with_grad=with_grad):
+                out = op(*inputs)
                 if with_grad:
                     out.sum().backward()
 

@@ -11,8 +11,9 @@ Read this file first in the model zoo: it is the smallest complete transformer h
 What differs from the lecture's code, and why: the per-head key/query/value Linears are one fused `c_attn`
 projection (the same maths; one matrix multiply instead of 3·n_head), and attention runs as one fused op,
 `F.packed_self_attention`, which splits that projection into heads, attends causally and merges the heads
-(`CausalSelfAttention.forward` spells out what it computes). `forward` always returns logits as [B, T, V] (the lecture flattens them when
-targets are given). Weights start from N(0, 0.02) with zero biases, as in the lecture's final gpt.py.
+(`CausalSelfAttention.forward` spells out what it computes). `forward` always returns logits as [B, T, V]
+(the lecture flattens them when targets are given). Weights start from N(0, 0.02) with zero biases, as in the
+lecture's final gpt.py.
 """
 from __future__ import annotations
 

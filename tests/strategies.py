@@ -34,7 +34,8 @@ op_settings = settings(suppress_health_check=[HealthCheck.function_scoped_fixtur
 
 def scaled_examples(factor: float) -> settings:
     """`op_settings` with `factor` times the active profile's examples: below 1 for checks that are slow per
-    example, above 1 for ones whose input space (index kinds, mask layouts) is wide. Scales with `--hypothesis-profile`."""
+    example, above 1 for ones whose input space (index kinds, mask layouts) is wide. Scales with
+    `--hypothesis-profile`."""
     return settings(op_settings, max_examples=max(1, math.ceil(settings.default.max_examples * factor)))
 
 

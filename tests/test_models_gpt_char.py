@@ -48,32 +48,29 @@ def test_gpt_logits_at_t_ignore_tokens_after_t():
     assert not np.allclose(before.numpy()[0, 4:], after.numpy()[0, 4:])
 
 
+def final_loss_after_training(model, idx, targets, lr: float, steps: int) -> float:
+    optimizer = AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    for _ in range(steps):
+        _, loss = model(idx, targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return loss.item()
+
+
 def test_gpt_overfits_one_small_batch():
     tt.manual_seed(0)
     model = tiny_gpt(n_layer=2, n_embd=32, n_head=4, block_size=8, vocab_size=10)
     rng = np.random.default_rng(0)
     idx, targets = rng.integers(0, 10, (4, 8)), rng.integers(0, 10, (4, 8))
-    optimizer = AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-    for _ in range(300):
-        _, loss = model(idx, targets)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    assert loss.item() < 0.1
+    assert final_loss_after_training(model, idx, targets, lr=1e-2, steps=300) < 0.1
 
 
 def test_bigram_overfits_its_table():
     tt.manual_seed(0)
-    model = BigramLanguageModel(5)
     idx = np.array([[0, 1, 2, 3, 4]])
     targets = np.array([[1, 2, 3, 4, 0]])  # a deterministic successor for each character
-    optimizer = AdamW(model.parameters(), lr=0.1, weight_decay=0.0)
-    for _ in range(200):
-        _, loss = model(idx, targets)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    assert loss.item() < 0.05
+    assert final_loss_after_training(BigramLanguageModel(5), idx, targets, lr=0.1, steps=200) < 0.05
 
 
 def test_gpt_parameter_count_matches_the_lecture():

@@ -138,7 +138,8 @@ def test_attention_matches_a_numpy_reference_with_repeat_interleaved_kv_heads(co
     got = layer(tt.tensor(x), context=None if context is None else tt.tensor(context), key_padding_mask=padding,
                 is_causal=config["is_causal"])
     rows_with_keys = keep.any(-1)[:, 0, :]  # a query row with no visible key has unspecified output
-    np.testing.assert_allclose(got.numpy()[rows_with_keys], reference_attention(layer, x, context, keep)[rows_with_keys],
+    expected = reference_attention(layer, x, context, keep)
+    np.testing.assert_allclose(got.numpy()[rows_with_keys], expected[rows_with_keys],
                                rtol=1e-10, atol=1e-12)
 
 

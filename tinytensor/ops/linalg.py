@@ -73,7 +73,8 @@ class Linear(Function):
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """torch.nn.functional.linear: x [..., in] · weight [out, in]ᵀ + bias [out]."""
     if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input {x.shape} does not fit weight {weight.shape} (expected [..., {weight.shape[-1]}])")
+        raise ValueError(f"linear: input {x.shape} does not fit weight {weight.shape} "
+                         f"(expected [..., {weight.shape[-1]}])")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias {bias.shape} does not fit weight {weight.shape}")
     if x.dtype != weight.dtype:

@@ -191,7 +191,8 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 class LayerNorm(Function):
     """y = (x − μ)/√(σ² + eps)·w + b over the last axis (Ba et al. 2016), σ² biased.
 
-    Saves x̂ and 1/σ; backward: dx = (1/σ)·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dy·w. Row means and
+    Saves x̂ and 1/σ; backward (`_normalization_backward`): dx = (1/σ)·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with
+    dx̂ = dy·w. Row means and
     row dot products go through `_row_mean`/`_row_dot` (a BLAS matrix-vector product and a one-pass einsum)
     rather than NumPy reductions of fresh temporaries: the same numbers, a third of the memory traffic.
     """
@@ -210,16 +211,7 @@ class LayerNorm(Function):
         return out.reshape(x.shape)
 
     def backward(self, grad):
-        normalized, rstd, weight = self.saved
-        grad_rows = grad.reshape(normalized.shape)
-        d_normalized = grad_rows * weight if weight is not None else grad_rows
-        grad_x = None
-        if self.needs_input_grad[0]:
-            grad_x = d_normalized - _row_mean(self.xp, d_normalized)
-            grad_x -= normalized * _row_dot(self.xp, d_normalized, normalized)
-            grad_x *= rstd
-            grad_x = grad_x.reshape(grad.shape)
-        return (grad_x, *_affine_grads(self.xp, grad_rows, normalized, self.needs_input_grad[1:]))
+        return _normalization_backward(self, grad, centered=True)
 
 
 class RMSNorm(Function):
@@ -234,15 +226,23 @@ class RMSNorm(Function):
         return (normalized * weight if weight is not None else normalized).reshape(x.shape)
 
     def backward(self, grad):
-        normalized, rstd, weight = self.saved
-        grad_rows = grad.reshape(normalized.shape)
-        d_normalized = grad_rows * weight if weight is not None else grad_rows
-        grad_x = None
-        if self.needs_input_grad[0]:
-            grad_x = d_normalized - normalized * _row_dot(self.xp, d_normalized, normalized)
-            grad_x *= rstd
-            grad_x = grad_x.reshape(grad.shape)
-        return (grad_x, *_affine_grads(self.xp, grad_rows, normalized, self.needs_input_grad[1:]))
+        return _normalization_backward(self, grad, centered=False)
+
+
+def _normalization_backward(fn: Function, grad, centered: bool) -> tuple:
+    """Backward of layer norm (centered) and RMS norm from the saved x̂, 1/σ and weight:
+    dx = (1/σ)·(dx̂ − x̂·mean(dx̂·x̂) [− mean(dx̂) when centered]), dx̂ = dy·w; then dw, db."""
+    normalized, rstd, weight = fn.saved
+    grad_rows = grad.reshape(normalized.shape)
+    d_normalized = grad_rows * weight if weight is not None else grad_rows
+    grad_x = None
+    if fn.needs_input_grad[0]:
+        grad_x = d_normalized - normalized * _row_dot(fn.xp, d_normalized, normalized)
+        if centered:
+            grad_x -= _row_mean(fn.xp, d_normalized)
+        grad_x *= rstd
+        grad_x = grad_x.reshape(grad.shape)
+    return (grad_x, *_affine_grads(fn.xp, grad_rows, normalized, fn.needs_input_grad[1:]))
 
 
 def _row_mean(xp, rows):
