@@ -63,6 +63,10 @@ class _FakeDeviceArray:
     dtype, shape, ndim = np.dtype("float32"), (2,), 1
 
 
+class _MarkedAsCuda(np.ndarray):
+    """A host array that the patched `device_of` reports as a GPU array."""
+
+
 def test_array_module_refuses_arrays_on_two_devices_and_names_both():
     with pytest.raises(RuntimeError, match=r"matmul: inputs are on different devices, cpu and cuda.*\.to\(\)"):
         backend.array_module(np.zeros(2), _FakeDeviceArray(), op="matmul")
@@ -75,10 +79,12 @@ def test_array_module_refuses_arrays_on_two_devices_and_names_both():
                                          (lambda a, b: a[b], "getitem"),
                                          (lambda a, b: F.embedding(b, a), "Embedding")])
 def test_an_op_on_tensors_from_two_devices_names_the_op_and_both_devices(op, op_name, monkeypatch):
-    """Without a GPU: `backend.device_of` is patched so that b's array claims to live on 'cuda'."""
+    """Without a GPU: b's array is marked (an ndarray subclass) and `backend.device_of` says it lives on 'cuda'."""
     a, b = tt.ones(2, 2), tt.tensor([[0, 1], [1, 0]]) if op_name in ("getitem", "Embedding") else tt.ones(2, 2)
+    b.data = b.data.view(_MarkedAsCuda)
     cpu_device_of = backend.device_of
-    monkeypatch.setattr(backend, "device_of", lambda array: "cuda" if array is b.data else cpu_device_of(array))
+    monkeypatch.setattr(backend, "device_of",
+                        lambda array: "cuda" if isinstance(array, _MarkedAsCuda) else cpu_device_of(array))
     with pytest.raises(RuntimeError, match=rf"{op_name}: inputs are on different devices, cpu and cuda"):
         op(a, b)
 

@@ -120,8 +120,9 @@ class Function:
         fn = cls()
         arrays = [t.data for t in inputs]
         fn.xp = backend.array_module(*arrays, op=cls.__name__)
-        record = _grad_enabled and any(t.requires_grad for t in inputs)
-        fn.needs_input_grad = tuple(t.requires_grad for t in inputs) if record else (False,) * len(inputs)
+        needs = tuple([t._requires_grad for t in inputs]) if _grad_enabled else ()
+        record = True in needs
+        fn.needs_input_grad = needs if record else (False,) * len(inputs)
         out = Tensor._wrap(fn.forward(*arrays, **options), requires_grad=record)
         if _anomaly_mode:
             _check_finite(out.data, f"forward of {cls.__name__}")

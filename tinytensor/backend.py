@@ -73,6 +73,11 @@ def device_of(array) -> str:
 
 def array_module(*arrays, op: str = "op") -> types.ModuleType:
     """The one place that decides `xp` for an op: all inputs must share a device."""
+    for array in arrays:  # the common case, all NumPy, checked first: this runs for every op
+        if type(array) is not numpy.ndarray:
+            break
+    else:
+        return numpy
     device = device_of(arrays[0])
     for array in arrays[1:]:
         other = device_of(array)

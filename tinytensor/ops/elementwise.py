@@ -78,8 +78,11 @@ class Neg(Function):
 
 def _binary(function: type[Function], a, b) -> Tensor:
     a, b = operands(a, b)
-    check_broadcastable(function.__name__.lower(), a, b)
-    return function.apply(a, b)
+    try:
+        return function.apply(a, b)
+    except ValueError:  # checked only on failure: the check would cost more than a small op
+        check_broadcastable(function.__name__.lower(), a, b)
+        raise
 
 
 def add(a, b) -> Tensor:
