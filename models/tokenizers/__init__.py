@@ -1,0 +1,14 @@
+"""The project's tokenizers: turning text into integer ids and back.
+
+Each tokenizer offers ``encode``/``decode`` and a ``vocab_size``. Nothing is ever pickled:
+
+- ``CharTokenizer`` persists as one JSON file through ``to_dict``/``from_dict`` and ``save``/``load``; the saved
+  dictionary carries a ``"type"`` key naming the tokenizer kind so that files from different tokenizers cannot be
+  confused.
+- ``ByteLevelBPETokenizer`` (GPT-2's tokenizer) reads and writes the files a Hugging Face checkpoint directory carries,
+  ``vocab.json`` and ``merges.txt``, and can learn its merges from text.
+"""
+
+from models.tokenizers.byte_level_bpe import (DEFAULT_SPECIAL_TOKEN, GPT2_SPLIT_PATTERN, ByteLevelBPETokenizer,
+                                              bytes_to_unicode, pretokenize)
+from models.tokenizers.char import CharTokenizer
