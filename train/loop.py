@@ -4,12 +4,14 @@
     trainer.fit(resume=False)
 
 Each iteration: `grad_accum` micro-batches (loss/grad_accum each, gradients summing in `.grad`), gradient clipping,
-AdamW at the learning rate of nanoGPT's schedule (linear warmup, cosine decay to `min_lr`). Every `eval_interval`
-iterations it estimates train and val loss on `eval_iters` batches in eval mode, appends to `metrics.jsonl`, redraws
-`loss.png` when matplotlib is installed and writes a checkpoint (atomically, via `tinytensor.io`). Ctrl-C lets the
-current iteration finish (so parameters are never half-updated), saves a checkpoint and returns; a second Ctrl-C
-stops at once. `fit(resume=True)` restores parameters, optimizer moments, the iteration, and the
-random streams of both batch sampling and dropout, so a resumed run reproduces the uninterrupted one exactly.
+AdamW at the learning rate of nanoGPT's schedule (linear warmup, cosine decay to `min_lr`); a trainer that needs
+another recipe passes its own `optimizer` and `lr_schedule` (iteration → lr), as the translation trainer does for
+the paper's Adam + Noam. Every `eval_interval` iterations it estimates train and val loss on `eval_iters` batches
+in eval mode, appends to `metrics.jsonl`, redraws `loss.png` when matplotlib is installed and writes a checkpoint
+(atomically, via `tinytensor.io`). Ctrl-C lets the current iteration finish (so parameters are never half-updated),
+saves a checkpoint and returns; a second Ctrl-C stops at once. `fit(resume=True)` restores parameters, optimizer
+moments, the iteration, and the random streams of both batch sampling and dropout, so a resumed run reproduces the
+uninterrupted one exactly.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from tqdm import tqdm
 import tinytensor as tt
 import tinytensor.io as tio
 from tinytensor import nn
-from tinytensor.optim import AdamW
+from tinytensor.optim import AdamW, Optimizer
 from tinytensor.optim.lr_scheduler import warmup_cosine
 
 BatchFn = Callable[[str, np.random.Generator], tuple]
@@ -77,13 +79,17 @@ class Trainer:
     """Trains `model` on batches from `get_batch(split, rng)` (numpy arrays, moved to the device here)."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, get_batch: BatchFn, run_config: dict | None = None,
-                 loss_fn: Callable = default_loss):
+                 loss_fn: Callable = default_loss, optimizer: Optimizer | None = None,
+                 lr_schedule: Callable[[int], float] | None = None):
+        """`optimizer` defaults to AdamW over `decay_groups`; `lr_schedule` (the lr for a 0-based iteration)
+        defaults to `warmup_cosine` with the config's settings. Either is set into every group each iteration."""
         self.model, self.config, self.get_batch, self.loss_fn = model, config, get_batch, loss_fn
         tt.backend.tune_host_allocator()
         self.run_config = run_config or {}
         self.out_dir = Path(config.out_dir)
-        self.optimizer = AdamW(decay_groups(model, config.weight_decay), lr=config.lr,
-                               betas=(config.beta1, config.beta2))
+        self.optimizer = optimizer or AdamW(decay_groups(model, config.weight_decay), lr=config.lr,
+                                            betas=(config.beta1, config.beta2))
+        self.lr_schedule = lr_schedule
         self.iteration = 0
         self.best_val = math.inf
         self.evaluated_at = 0
@@ -139,6 +145,8 @@ class Trainer:
         self._log({"iter": self.iteration, "loss": total_loss, "lr": lr, "tokens_per_sec": tokens_per_second})
 
     def learning_rate(self, iteration: int) -> float:
+        if self.lr_schedule is not None:
+            return self.lr_schedule(iteration)
         config = self.config
         return warmup_cosine(iteration, config.lr, config.warmup_iters, config.lr_decay_iters or config.max_iters,
                              config.min_lr)
