@@ -13,6 +13,9 @@ setup(
     extras_require={
         "cuda": ["cupy-cuda12x>=13"],
         "plot": ["matplotlib>=3.7"],
-        "test": ["pytest>=7", "hypothesis>=6.80"],
+        "viz": ["graphviz>=0.20"],  # tinytensor.viz.render_svg; also needs Graphviz's `dot` program
+        # the docs/ notebooks run inside pytest (tests/test_docs_notebooks.py) and draw with matplotlib
+        "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7", "nbclient>=0.9", "nbformat>=5.9",
+                 "ipykernel>=6.25"],
     },
 )

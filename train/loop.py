@@ -188,22 +188,20 @@ class Trainer:
             file.write(json.dumps(record) + "\n")
 
     def _plot(self) -> None:
-        """Redraw loss.png from the eval history (skipped quietly when matplotlib is not installed)."""
+        """Redraw loss.png from the eval history (skipped quietly when matplotlib is not installed). It draws on a
+        bare `Figure`, never through pyplot, so it does not switch the backend of a notebook it runs in."""
         try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure
         except ImportError:
             return
-        figure, axes = plt.subplots(figsize=(6, 4))
+        figure = Figure(figsize=(6, 4))
+        axes = figure.subplots()
         iters = [r["iter"] for r in self.history]
         axes.plot(iters, [r["train_loss"] for r in self.history], label="train")
         axes.plot(iters, [r["val_loss"] for r in self.history], label="val")
         axes.set(xlabel="iteration", ylabel="loss", title="training curve")
         axes.legend()
         figure.savefig(self.out_dir / "loss.png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
 
     def save_checkpoint(self) -> None:
         tio.save_checkpoint(
