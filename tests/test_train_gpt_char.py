@@ -122,3 +122,12 @@ def test_sample_command_continues_a_prompt(text_file, tmp_path, capsys):
                         "--temperature", "0.8"]) == 0
     printed = capsys.readouterr().out.split("--- sample 1 ---\n", 1)[1]
     assert printed.startswith("to be") and len(printed.rstrip("\n")) >= 17
+
+
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(text_file, tmp_path, capsys, monkeypatch):
+    from tinytensor import backend
+
+    monkeypatch.setattr(backend, "cuda_is_available", lambda: False)
+    monkeypatch.setattr(backend, "cupy_module", lambda: object())  # CuPy "installed", but no device visible
+    assert run_cli(text_file, tmp_path / "run", "--device", "cuda", "--max-iters", "1") == 2
+    assert "--device cpu" in capsys.readouterr().err

@@ -31,6 +31,10 @@ _seed: int | None = None
 _generators: dict[str, object] = {}
 
 
+class DeviceUnavailableError(RuntimeError):
+    """A tensor or model was sent to 'cuda' on a machine without CuPy or without a GPU."""
+
+
 def cupy_module() -> types.ModuleType:
     """Import CuPy on first use; say how to get it when it is missing."""
     global _cupy
@@ -38,7 +42,7 @@ def cupy_module() -> types.ModuleType:
         try:
             import cupy
         except ImportError as error:
-            raise RuntimeError(
+            raise DeviceUnavailableError(
                 "device 'cuda' needs CuPy: pip install -e '.[cuda]' (or the cupy-cudaXXx wheel for your CUDA)"
             ) from error
         _cupy = cupy
@@ -59,6 +63,17 @@ def normalize_device(device: str) -> str:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
     return name
+
+
+def require_device(device: str) -> str:
+    """Check up front that `device` can be used (for command lines): 'cuda' needs CuPy and a visible GPU."""
+    device = normalize_device(device)
+    if device == "cuda":
+        cupy_module()
+        if not cuda_is_available():
+            raise DeviceUnavailableError("device 'cuda' asked for, but CuPy sees no GPU (check the driver and "
+                                         "CUDA_VISIBLE_DEVICES), or run with --device cpu")
+    return device
 
 
 def module_for(device: str) -> types.ModuleType:

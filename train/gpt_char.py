@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (CorpusError, CorpusUnavailableError, tio.CheckpointError, FileNotFoundError) as error:
+    except (CorpusError, CorpusUnavailableError, tio.CheckpointError, FileNotFoundError,
+            tt.backend.DeviceUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Load the corpus, build (or restore) the model, train, print samples."""
     settings = resolve_settings(args)
+    tt.backend.require_device(settings.get("device", "cpu"))
     out_dir = Path(args.out)
     text = load_corpus(args.data)
     if args.resume:

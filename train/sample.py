@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     try:
+        tt.backend.require_device(args.device)
         model, tokenizer = load_run(args.ckpt, args.device)
         prompt_ids = tokenizer.encode(args.prompt)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, tt.backend.DeviceUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     tt.manual_seed(args.seed)

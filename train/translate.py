@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (tio.CheckpointError, FileNotFoundError, ValueError) as error:
+    except (tio.CheckpointError, FileNotFoundError, ValueError, tt.backend.DeviceUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     train_pairs, held_out_pairs = load_pairs(settings)
     if not args.resume:
         vocab = WordVocabulary.from_pairs(train_pairs)
+    tt.backend.require_device(settings["device"])
     tt.manual_seed(settings["seed"])
     model = Transformer(model_config(settings, vocab)).to(settings["device"])
     out_dir.mkdir(parents=True, exist_ok=True)
