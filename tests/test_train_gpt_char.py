@@ -1,4 +1,5 @@
 """The main job end to end on generated text: `python -m train.gpt_char` and `python -m train.sample`."""
+import importlib.util
 import json
 import signal
 
@@ -37,6 +38,8 @@ def test_a_short_run_writes_metrics_a_checkpoint_and_samples(text_file, tmp_path
     assert [r["iter"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert [r["iter"] for r in records if "val_loss" in r] == [2, 4]
     assert tio.load_checkpoint(out / "checkpoint").step == 4
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "loss.png").read_bytes().startswith(b"\x89PNG")
     printed = capsys.readouterr().out
     sample_text = printed.split("--- sample 1 ---\n", 1)[1]
     assert len(sample_text.rstrip("\n")) >= 30 and set(sample_text) <= set(text_file.read_text()) | {"\n"}
