@@ -7,8 +7,11 @@ Each tokenizer offers ``encode``/``decode`` and a ``vocab_size``. Nothing is eve
   confused.
 - ``ByteLevelBPETokenizer`` (GPT-2's tokenizer) reads and writes the files a Hugging Face checkpoint directory carries,
   ``vocab.json`` and ``merges.txt``, and can learn its merges from text.
+- ``WordPieceTokenizer`` (BERT's tokenizer) reads and writes ``vocab.txt`` (with ``tokenizer_config.json``) and
+  encodes single texts, pairs and padded batches as Hugging Face's BertTokenizer does.
 """
 
 from models.tokenizers.byte_level_bpe import (DEFAULT_SPECIAL_TOKEN, GPT2_SPLIT_PATTERN, ByteLevelBPETokenizer,
                                               bytes_to_unicode, pretokenize)
 from models.tokenizers.char import CharTokenizer
+from models.tokenizers.wordpiece import WordPieceTokenizer, basic_tokenize
