@@ -296,3 +296,11 @@ def test_no_pickle_anywhere_in_saving_and_loading(module):
                     for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
         assert not imported & {"pickle", "cPickle", "dill", "joblib", "shelve", "marshal"}, file
         assert "allow_pickle" not in source, file
+
+
+def test_string_only_metadata_is_written_exactly_as_given(tmp_path):
+    path = tmp_path / "model.safetensors"
+    io.save({"w": np.zeros(2, dtype=np.float32)}, path, metadata={"format": "pt"})
+    with safetensors.safe_open(str(path), framework="numpy") as file:
+        assert file.metadata() == {"format": "pt"}
+    assert io.load_metadata(path) == {"format": "pt"}

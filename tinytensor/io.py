@@ -136,7 +136,9 @@ def _encode_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str] | Non
     if JSON_METADATA_KEY in metadata:
         raise ValueError(f"metadata key {JSON_METADATA_KEY!r} is reserved")
     encoded = {key: value if isinstance(value, str) else _to_json(value) for key, value in metadata.items()}
-    encoded[JSON_METADATA_KEY] = json.dumps(sorted(k for k, v in metadata.items() if not isinstance(v, str)))
+    json_keys = sorted(k for k, v in metadata.items() if not isinstance(v, str))
+    if json_keys:  # string-only metadata (e.g. {"format": "pt"}) is written exactly as given
+        encoded[JSON_METADATA_KEY] = json.dumps(json_keys)
     return encoded
 
 

@@ -1,0 +1,178 @@
+"""Loading and saving Hugging Face checkpoints: the one `from_pretrained` / `save_pretrained` path of every model.
+
+A checkpoint directory holds `config.json` and `model.safetensors` (or `model.safetensors.index.json`, whose
+`weight_map` names the shard file of each key). A model class opts in by subclassing `PretrainedModel` and
+declaring, beside its modules, how its names differ from the files (see MODELS.md §0.1–0.2):
+
+    config_class       the config dataclass; its field names are the config.json keys, its annotations their types
+    base_model_prefix  the trunk's attribute ("transformer", "bert", "model"): head models add it to bare keys,
+                       trunk models strip it (and drop the head's keys) when reading a head checkpoint
+    hf_transposed      name suffixes stored transposed in the files (GPT-2's Conv1D weights are [in, out])
+    hf_ignored         regular expressions for keys to skip (old buffers such as GPT-2's `attn.bias`)
+    hf_tied            {target: source}: with `tie_word_embeddings`, the target shares the source's Parameter
+
+Loading also renames the legacy `gamma`/`beta` to `weight`/`bias` and skips `position_ids` and `inv_freq` buffers.
+Tying follows transformers: a target missing from the file is tied to its source; present and equal, tied;
+present and different, untied (the target gets its own Parameter). Saving writes every state_dict key except
+tied targets, in the model's dtype, with safetensors metadata {"format": "pt"} and a strictly typed config
+(ints as JSON ints, floats as JSON floats), so `transformers` loads the directory with no missing or unexpected keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from pathlib import Path
+
+import numpy
+import safetensors.numpy
+
+import tinytensor as tt
+import tinytensor.nn as nn
+from tinytensor import backend
+from tinytensor.io import atomic_write_bytes, atomic_write_text
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+ALWAYS_IGNORED = (r"(^|\.)position_ids$", r"(^|\.)rotary_emb\.inv_freq$")
+LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
+DTYPES = {"float32": tt.float32, "float64": tt.float64}
+
+
+class PretrainedModel(nn.Module):
+    """A Module that reads and writes Hugging Face checkpoint directories (see the module docstring)."""
+
+    config_class: type
+    base_model_prefix: str = ""
+    hf_transposed: tuple[str, ...] = ()
+    hf_ignored: tuple[str, ...] = ()
+    hf_tied: dict[str, str] = {}
+
+    @classmethod
+    def from_pretrained(cls, directory, dtype=tt.float32) -> PretrainedModel:
+        """Build the model from `directory`'s config.json and weights, in `dtype` (None: the files' dtype)."""
+        directory = Path(directory)
+        config = read_config(cls.config_class, directory)
+        state = read_weights(directory)
+        if dtype is None:
+            dtype = next(iter(state.values())).dtype
+        model = cls(config).to(dtype)
+        model.load_hf_state_dict(state, source=str(directory))
+        return model
+
+    def load_hf_state_dict(self, state: dict[str, numpy.ndarray], source: str = "state dict") -> None:
+        """Load arrays named as in a Hugging Face file (any legacy form) into this model; errors name `source`."""
+        targets = self.state_dict()
+        state = self._rename_from_hf(state, targets)
+        for target, source_key in self._tied_pairs():
+            if target not in state and source_key in state:
+                state[target] = state[source_key]
+            elif target in state and source_key in state and not numpy.array_equal(state[target], state[source_key]):
+                _untie(self, target)  # transformers keeps two different matrices apart (and warns)
+        missing = [name for name in targets if name not in state]
+        unexpected = [name for name in state if name not in targets]
+        if missing or unexpected:
+            raise KeyError(f"{source} does not fit {type(self).__name__}: missing keys {missing or 'none'}; "
+                           f"unexpected keys {unexpected or 'none'}")
+        self.load_state_dict(state)
+
+    def save_pretrained(self, directory) -> None:
+        """Write config.json and model.safetensors in Hugging Face's layout, tied targets left out."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        for target, source_key in self._tied_pairs():
+            if state[target].data is state[source_key].data:
+                del state[target]
+        arrays = {name: self._to_hf_layout(name, backend.to_numpy(tensor.data)) for name, tensor in state.items()}
+        atomic_write_bytes(directory / WEIGHTS_FILE, safetensors.numpy.save(arrays, metadata={"format": "pt"}))
+        dtype = next(iter(arrays.values())).dtype.name
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config_to_dict(self.config, type(self).__name__, dtype),
+                                                              indent=2, sort_keys=True) + "\n")
+
+    def _tied_pairs(self) -> list[tuple[str, str]]:
+        return list(self.hf_tied.items()) if getattr(self.config, "tie_word_embeddings", False) else []
+
+    def _to_hf_layout(self, name: str, array: numpy.ndarray) -> numpy.ndarray:
+        array = array.T if name.endswith(self.hf_transposed) else array
+        return numpy.ascontiguousarray(array)
+
+    def _rename_from_hf(self, state: dict[str, numpy.ndarray], targets) -> dict[str, numpy.ndarray]:
+        """Our names and layout for a file's arrays: legacy suffixes renamed, buffers dropped, the base-model
+        prefix added or stripped, Conv1D-style weights transposed."""
+        ignored = re.compile("|".join(ALWAYS_IGNORED + self.hf_ignored))
+        renamed = {}
+        for name, array in state.items():
+            for old, new in LEGACY_SUFFIXES.items():
+                name = name[:-len(old)] + new if name.endswith(old) else name
+            if not ignored.search(name):
+                renamed[name] = array
+        prefix = f"{self.base_model_prefix}." if self.base_model_prefix else None
+        if prefix and any(name.startswith(prefix) for name in targets):  # a head model: bare trunk keys gain it
+            renamed = {(prefix + name if name not in targets and prefix + name in targets else name): array
+                       for name, array in renamed.items()}
+        elif prefix and any(name.startswith(prefix) for name in renamed):  # a trunk reading a head checkpoint
+            renamed = {name[len(prefix):]: array for name, array in renamed.items() if name.startswith(prefix)}
+        return {name: self._to_hf_layout(name, array) for name, array in renamed.items()}
+
+
+def read_config(config_class: type, directory: Path):
+    """The config dataclass from directory/config.json: known keys only, each converted to its annotated type
+    (transformers ignores unknown keys such as `n_ctx` too); the config's own checks reject unsupported flags."""
+    raw = json.loads(_existing(directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    model_type = raw.get("model_type", config_class.model_type)
+    if model_type != config_class.model_type:
+        raise ValueError(f"{directory / CONFIG_FILE} has model_type {model_type!r}; "
+                         f"{config_class.__name__} reads {config_class.model_type!r}")
+    hints = typing.get_type_hints(config_class)
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    return config_class(**{name: _typed(value, hints[name]) for name, value in raw.items() if name in fields})
+
+
+def config_to_dict(config, architecture: str, dtype: str) -> dict:
+    """config.json contents: every field in its annotated type, plus model_type, architectures and dtype."""
+    hints = typing.get_type_hints(type(config))
+    fields = {field.name: _typed(getattr(config, field.name), hints[field.name])
+              for field in dataclasses.fields(config)}
+    return {**fields, "model_type": config.model_type, "architectures": [architecture], "dtype": dtype}
+
+
+def read_weights(directory: Path) -> dict[str, numpy.ndarray]:
+    """Every array of directory/model.safetensors, or of the shards listed in model.safetensors.index.json."""
+    index = directory / WEIGHTS_INDEX_FILE
+    if not (directory / WEIGHTS_FILE).exists() and index.exists():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        state = {}
+        for shard in sorted(set(weight_map.values())):
+            state.update(safetensors.numpy.load_file(_existing(directory / shard)))
+        return state
+    return safetensors.numpy.load_file(_existing(directory / WEIGHTS_FILE))
+
+
+def _typed(value, hint):
+    """value as the annotated type (int | None → None or an int), so JSON ints stay ints and floats floats."""
+    if value is None:
+        return None
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint(value) if hint in (int, float, bool, str) else value
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found (a Hugging Face checkpoint directory holds {CONFIG_FILE} and "
+                                f"{WEIGHTS_FILE}, or {WEIGHTS_INDEX_FILE} with its shards)")
+    return path
+
+
+def _untie(model: nn.Module, name: str) -> None:
+    """Give the parameter at dotted `name` its own storage, so it no longer shares its source's."""
+    *path, attribute = name.split(".")
+    module = model
+    for part in path:
+        module = getattr(module, part)
+    shared = getattr(module, attribute)
+    setattr(module, attribute, nn.Parameter(shared.data.copy()))
