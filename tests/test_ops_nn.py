@@ -477,3 +477,25 @@ def test_linear_matches_numpy_and_finite_differences(device, lead, features, out
 def test_linear_shape_mismatch_names_both_shapes():
     with pytest.raises(ValueError, match=r"linear: input \(2, 3\) does not fit weight \(4, 5\)"):
         F.linear(tt.zeros(2, 3), tt.zeros(4, 5))
+
+
+def test_embedding_gradient_is_the_same_by_one_hot_product_and_by_scatter(monkeypatch):
+    from tinytensor.ops.nn import Embedding
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 7, (3, 5))  # repeats guaranteed
+    upstream = rng.standard_normal((3, 5, 4))
+
+    def weight_grad():
+        weight = tt.tensor(rng.standard_normal((7, 4)) * 0 + 1.0, requires_grad=True)
+        (F.embedding(ids, weight, padding_idx=2) * tt.tensor(upstream)).sum().backward()
+        return weight.grad.numpy()
+
+    by_product = weight_grad()
+    monkeypatch.setattr(Embedding, "ONE_HOT_LIMIT", 0)
+    by_scatter = weight_grad()
+    expected = np.zeros((7, 4))
+    np.add.at(expected, ids.reshape(-1), upstream.reshape(-1, 4))
+    expected[2] = 0
+    np.testing.assert_allclose(by_product, expected, rtol=1e-12)
+    np.testing.assert_allclose(by_scatter, expected, rtol=1e-12)

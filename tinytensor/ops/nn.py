@@ -317,7 +317,13 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 
 class Embedding(Function):
-    """Rows of a weight table picked by ids. Backward adds each output gradient into its row (repeats add up)."""
+    """Rows of a weight table picked by ids. Backward adds each output gradient into its row (repeats add up).
+
+    For small tables (a character vocabulary) the scatter-add is one matrix product, onehot(ids)ᵀ·grad: BLAS
+    beats `add.at` tenfold there. Large tables (50k BPE tokens) scatter, since the one-hot matrix would be huge.
+    """
+
+    ONE_HOT_LIMIT = 1 << 22  # elements of the [V, N] one-hot matrix worth building instead of scattering
 
     def forward(self, weight, ids, padding_idx=None):
         self.ids, self.weight_shape, self.padding_idx = ids, weight.shape, padding_idx
@@ -325,8 +331,14 @@ class Embedding(Function):
 
     def backward(self, grad):
         xp = self.xp
-        grad_weight = xp.zeros(self.weight_shape, dtype=grad.dtype)
-        xp.add.at(grad_weight, self.ids.reshape(-1), grad.reshape(-1, self.weight_shape[1]))
+        vocab_size, width = self.weight_shape
+        ids, rows = self.ids.reshape(-1), grad.reshape(-1, width)
+        if vocab_size * ids.size <= self.ONE_HOT_LIMIT:
+            one_hot = (xp.arange(vocab_size)[:, None] == ids[None, :]).astype(grad.dtype)
+            grad_weight = one_hot @ rows
+        else:
+            grad_weight = xp.zeros(self.weight_shape, dtype=grad.dtype)
+            xp.add.at(grad_weight, ids, rows)
         if self.padding_idx is not None:
             grad_weight[self.padding_idx] = 0
         return grad_weight, None
