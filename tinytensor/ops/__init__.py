@@ -5,9 +5,10 @@ from tinytensor.ops.elementwise import (abs, add, cast, clamp, clone, div, eq, e
                                         logical_and, logical_not, logical_or, lt, masked_fill, maximum, minimum,
                                         mul, ne, neg, pow, relu, rsqrt, sigmoid, silu, sqrt, sub, tanh, to_device,
                                         where)
-from tinytensor.ops.linalg import matmul
+from tinytensor.ops.attention import packed_self_attention, scaled_dot_product_attention
+from tinytensor.ops.linalg import linear, matmul
 from tinytensor.ops.nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, mse_loss, nll_loss,
-                               rms_norm, scaled_dot_product_attention, softmax)
+                               rms_norm, softmax)
 from tinytensor.ops.reduce import argmax, logsumexp, max, mean, min, sum, var
 from tinytensor.ops.shape import (cat, chunk, expand, flatten, gather, getitem, index_arrays, pad, permute, reshape,
                                   split, squeeze, stack, transpose, tril, triu, unsqueeze)
