@@ -5,7 +5,8 @@ The fused ones live with their analytic backward in `tinytensor.ops.nn` (softmax
 elementwise ops. This module only gathers them under PyTorch's names.
 """
 from tinytensor.ops.attention import causal_keep_mask, packed_self_attention, scaled_dot_product_attention
-from tinytensor.ops.elementwise import gelu, relu, sigmoid, silu, tanh
+from tinytensor.ops.activation import gelu, relu, silu
+from tinytensor.ops.elementwise import sigmoid, tanh
 from tinytensor.ops.linalg import linear
 from tinytensor.ops.nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, mse_loss, nll_loss,
                                rms_norm, softmax)
