@@ -10,6 +10,12 @@ declaring, beside its modules, how its names differ from the files (see MODELS.m
     hf_transposed      name suffixes stored transposed in the files (GPT-2's Conv1D weights are [in, out])
     hf_ignored         regular expressions for keys to skip (old buffers such as GPT-2's `attn.bias`)
     hf_tied            {target: source}: with `tie_word_embeddings`, the target shares the source's Parameter
+    hf_fresh           regular expressions for keys a file may lack (a new task head such as BERT's classifier):
+                       they keep their initialisation, as transformers' "newly initialized" weights
+
+A config class may list `hf_legacy_keys`: config.json keys that are not fields but that its constructor accepts
+and folds into fields (LLaMA's top-level `rope_theta` and `rope_scaling`, as `dataclasses.InitVar`s), so
+they are read but never written back.
 
 Loading also renames the legacy `gamma`/`beta` to `weight`/`bias` and skips `position_ids` and `inv_freq` buffers.
 Tying follows transformers: a target missing from the file is tied to its source; present and equal, tied;
@@ -50,6 +56,7 @@ class PretrainedModel(nn.Module):
     hf_transposed: tuple[str, ...] = ()
     hf_ignored: tuple[str, ...] = ()
     hf_tied: dict[str, str] = {}
+    hf_fresh: tuple[str, ...] = ()
 
     @classmethod
     def from_pretrained(cls, directory, dtype=tt.float32) -> PretrainedModel:
@@ -72,6 +79,10 @@ class PretrainedModel(nn.Module):
                 state[target] = state[source_key]
             elif target in state and source_key in state and not numpy.array_equal(state[target], state[source_key]):
                 _untie(self, target)  # transformers keeps two different matrices apart (and warns)
+        fresh = re.compile("|".join(self.hf_fresh)) if self.hf_fresh else None
+        for name in targets:
+            if name not in state and fresh and fresh.search(name):
+                state[name] = targets[name]  # keeps its initialisation
         missing = [name for name in targets if name not in state]
         unexpected = [name for name in state if name not in targets]
         if missing or unexpected:
@@ -129,6 +140,7 @@ def read_config(config_class: type, directory: Path):
                          f"{config_class.__name__} reads {config_class.model_type!r}")
     hints = typing.get_type_hints(config_class)
     fields = {field.name for field in dataclasses.fields(config_class)}
+    fields |= set(getattr(config_class, "hf_legacy_keys", ()))
     return config_class(**{name: _typed(value, hints[name]) for name, value in raw.items() if name in fields})
 
 
@@ -153,11 +165,15 @@ def read_weights(directory: Path) -> dict[str, numpy.ndarray]:
 
 
 def _typed(value, hint):
-    """value as the annotated type (int | None → None or an int), so JSON ints stay ints and floats floats."""
+    """value as the annotated type (int | None → None or an int), so JSON ints stay ints and floats floats.
+    A list stays a list where the annotation allows one (`eos_token_id: int | list[int] | None`)."""
     if value is None:
         return None
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if isinstance(value, list) and any(arg is list or typing.get_origin(arg) is list for arg in options):
+            return value
+        hint = options[0]
     return hint(value) if hint in (int, float, bool, str) else value
 
 
