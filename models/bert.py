@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.gpt2 import ACTIVATIONS
-from models.hf import PretrainedModel
+from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask
 
 
 @dataclass
@@ -230,12 +229,10 @@ class BertModel(BertPreTrainedModel):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tuple[tt.Tensor, tt.Tensor | None]:
         """input_ids, token_type_ids, attention_mask [B, T] (numpy arrays or integer Tensors)."""
-        input_ids = _as_ids(input_ids)
+        input_ids = as_ids(input_ids)
         if token_type_ids is not None:
-            token_type_ids = _as_ids(token_type_ids).to(input_ids.device)
-        key_mask = None
-        if attention_mask is not None:                                            # keys only, as Hugging Face
-            key_mask = _as_ids(attention_mask).to(input_ids.device).data[:, None, None, :] != 0    # [B, 1, 1, T]
+            token_type_ids = as_ids(token_type_ids).to(input_ids.device)
+        key_mask = key_padding_mask(attention_mask, input_ids.device)            # [B, 1, 1, T], keys only
         hidden = self.encoder(self.embeddings(input_ids, token_type_ids), key_mask)
         return hidden, self.pooler(hidden) if self.pooler is not None else None
 
@@ -304,7 +301,7 @@ def _tie_decoder(model: BertPreTrainedModel) -> None:
 
 def masked_lm_loss(mlm_logits: tt.Tensor, labels) -> tt.Tensor:
     """Mean cross entropy over the positions whose label is not -100 (the masked tokens)."""
-    return F.cross_entropy(mlm_logits.reshape(-1, mlm_logits.shape[-1]), _as_ids(labels).reshape(-1))
+    return F.cross_entropy(mlm_logits.reshape(-1, mlm_logits.shape[-1]), as_ids(labels).reshape(-1))
 
 
 class BertForPreTraining(BertPreTrainedModel):
@@ -328,7 +325,7 @@ class BertForPreTraining(BertPreTrainedModel):
     def loss(mlm_logits: tt.Tensor, nsp_logits: tt.Tensor, labels, next_sentence_label) -> tt.Tensor:
         """Hugging Face's pre-training loss: masked-LM cross entropy (labels -100 where not masked) plus the
         next-sentence cross entropy (next_sentence_label [B]: 0 = B follows A, 1 = random)."""
-        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(nsp_logits, _as_ids(next_sentence_label))
+        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(nsp_logits, as_ids(next_sentence_label))
 
 
 class BertForMaskedLM(BertPreTrainedModel):
@@ -374,9 +371,4 @@ class BertForSequenceClassification(BertPreTrainedModel):
     @staticmethod
     def loss(logits: tt.Tensor, labels) -> tt.Tensor:
         """Single-label classification: mean cross entropy against labels [B]."""
-        return F.cross_entropy(logits, _as_ids(labels))
-
-
-def _as_ids(ids) -> tt.Tensor:
-    """Token ids as an integer Tensor (accepts numpy arrays and lists too)."""
-    return ids if isinstance(ids, tt.Tensor) else tt.tensor(ids)
+        return F.cross_entropy(logits, as_ids(labels))

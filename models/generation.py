@@ -1,12 +1,64 @@
-"""Choosing the next token from logits: temperature, top-k and top-p (nucleus) sampling, shared by every causal LM.
+"""Generating text, shared by every causal LM: next-token sampling (temperature, top-k, top-p) and `CausalLM`,
+the Hugging Face-style models' loss and key/value-cached decoding loop.
 
-Each model's `generate` loop calls `sample_next_token(last_logits, ...)` once per new token; sampling is seeded
-through `tt.manual_seed`, so a generation is reproducible.
+Sampling is seeded through `tt.manual_seed`, so a generation is reproducible.
 """
 from __future__ import annotations
 
+import numpy
+
 import tinytensor as tt
+import tinytensor.nn as nn
 import tinytensor.nn.functional as F
+from models.hf import as_ids
+
+
+class CausalLM:
+    """Mixin for decoder-only language models (GPT-2, LLaMA): Hugging Face's shifted loss and `generate`.
+
+    The model provides `forward(input_ids, caches=...) -> logits [B, T, V]`, `context_window` (its maximum
+    number of positions) and `num_layers` (one `nn.KVCache` per layer).
+    """
+
+    context_window: int
+    num_layers: int
+
+    @staticmethod
+    def loss(logits: tt.Tensor, labels) -> tt.Tensor:
+        """Hugging Face's causal-LM loss: mean cross entropy of logits[:, t] against labels[:, t+1], skipping
+        labels equal to -100 (pass labels = input_ids with pads set to -100)."""
+        vocab = logits.shape[-1]
+        targets = as_ids(labels)[:, 1:]
+        return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), targets.reshape(-1), ignore_index=-100)
+
+    @tt.no_grad()
+    def generate(self, input_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, eos_token_id: int | None = None, use_cache: bool = True) -> tt.Tensor:
+        """Append up to max_new_tokens ids to input_ids [B, T] (temperature 0: greedy). With the cache each step
+        feeds only the newest token; once the context fills `context_window`, both ways re-read the last
+        `context_window` tokens from position 0, so cached and uncached decoding choose the same tokens.
+        Stops early when every row has produced eos_token_id; finished rows keep receiving eos_token_id."""
+        ids = as_ids(input_ids)
+        was_training, window = self.training, self.context_window
+        self.eval()
+        caches, finished = None, numpy.zeros(ids.shape[0], dtype=bool)
+        for _ in range(max_new_tokens):
+            if use_cache and caches is not None and caches[0].length < window:
+                logits = self(ids[:, -1:], caches=caches)
+            else:
+                caches = [nn.KVCache() for _ in range(self.num_layers)] if use_cache else None
+                logits = self(ids[:, -window:], caches=caches)
+            next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p)
+            if eos_token_id is not None:
+                chosen = next_id.numpy()
+                chosen[finished] = eos_token_id
+                finished |= chosen[:, 0] == eos_token_id
+                next_id = tt.tensor(chosen, device=ids.device)
+            ids = tt.cat([ids, next_id], dim=1)
+            if finished.all():
+                break
+        self.train(was_training)
+        return ids
 
 
 def sample_next_token(logits: tt.Tensor, temperature: float = 1.0, top_k: int | None = None,

@@ -19,22 +19,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy
 
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.generation import sample_next_token
-from models.hf import PretrainedModel
+from models.generation import CausalLM
+from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask
 
 
-def gelu_tanh(x: tt.Tensor) -> tt.Tensor:
-    """GPT-2's GELU, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): `gelu_new` in Hugging Face's configs."""
-    return F.gelu(x, approximate="tanh")
-
-
-ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu_fast": gelu_tanh, "gelu": F.gelu,
-               "relu": F.relu, "silu": F.silu, "swish": F.silu}  # MODELS.md §0.4; `gelu` is the exact erf form
 HF_CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
@@ -169,14 +161,12 @@ class GPT2Model(PretrainedModel):
     def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None) -> tt.Tensor:
         """input_ids [B, T] → hidden states [B, T, C]. attention_mask [B, Tk] (1 = token, 0 = pad) covers the
         cached keys too. caches: one nn.KVCache per layer; positions then start at the cached length."""
-        input_ids = _as_ids(input_ids)
+        input_ids = as_ids(input_ids)
         past = caches[0].length if caches else 0
         time = input_ids.shape[1]
         if past + time > self.config.n_positions:
             raise ValueError(f"positions up to {past + time} exceed n_positions {self.config.n_positions}")
-        key_mask = None
-        if attention_mask is not None:                                        # keys only, as Hugging Face
-            key_mask = _as_ids(attention_mask).to(input_ids.device).data[:, None, None, :] != 0   # [B, 1, 1, Tk]
+        key_mask = key_padding_mask(attention_mask, input_ids.device)        # [B, 1, 1, Tk], keys only
         positions = tt.arange(past, past + time, device=input_ids.device)
         h = self.drop(self.wte(input_ids) + self.wpe(positions))
         for i, block in enumerate(self.h):
@@ -184,7 +174,7 @@ class GPT2Model(PretrainedModel):
         return self.ln_f(h)
 
 
-class GPT2LMHeadModel(PretrainedModel):
+class GPT2LMHeadModel(PretrainedModel, CausalLM):
     """GPT-2 with its language-model head: logits [B, T, V] = ln_f(h) · wteᵀ (the head shares wte's weight)."""
 
     config_class = GPT2Config
@@ -207,44 +197,10 @@ class GPT2LMHeadModel(PretrainedModel):
         """input_ids [B, T] → logits [B, T, V]; attention_mask and caches as in GPT2Model.forward."""
         return self.lm_head(self.transformer(input_ids, attention_mask, caches))
 
-    @staticmethod
-    def loss(logits: tt.Tensor, labels) -> tt.Tensor:
-        """Hugging Face's causal-LM loss: mean cross entropy of logits[:, t] against labels[:, t+1], skipping
-        labels equal to -100 (pass labels = input_ids with pads set to -100)."""
-        vocab = logits.shape[-1]
-        targets = _as_ids(labels)[:, 1:]
-        return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), targets.reshape(-1), ignore_index=-100)
+    @property
+    def context_window(self) -> int:
+        return self.config.n_positions
 
-    @tt.no_grad()
-    def generate(self, input_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, eos_token_id: int | None = None, use_cache: bool = True) -> tt.Tensor:
-        """Append up to max_new_tokens ids to input_ids [B, T] (temperature 0: greedy). With the cache each step
-        feeds only the newest token; once the context fills n_positions, both ways re-read the last n_positions
-        tokens, so cached and uncached decoding choose the same tokens. Stops early when every row has produced
-        eos_token_id; rows that finished keep receiving eos_token_id."""
-        ids = _as_ids(input_ids)
-        was_training, window = self.training, self.config.n_positions
-        self.eval()
-        caches, finished = None, numpy.zeros(ids.shape[0], dtype=bool)
-        for _ in range(max_new_tokens):
-            if use_cache and caches is not None and caches[0].length < window:
-                logits = self(ids[:, -1:], caches=caches)
-            else:
-                caches = [nn.KVCache() for _ in self.transformer.h] if use_cache else None
-                logits = self(ids[:, -window:], caches=caches)
-            next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p)
-            if eos_token_id is not None:
-                chosen = next_id.numpy()
-                chosen[finished] = eos_token_id
-                finished |= chosen[:, 0] == eos_token_id
-                next_id = tt.tensor(chosen, device=ids.device)
-            ids = tt.cat([ids, next_id], dim=1)
-            if finished.all():
-                break
-        self.train(was_training)
-        return ids
-
-
-def _as_ids(ids) -> tt.Tensor:
-    """Token ids as an integer Tensor (accepts numpy arrays and lists too)."""
-    return ids if isinstance(ids, tt.Tensor) else tt.tensor(ids)
+    @property
+    def num_layers(self) -> int:
+        return self.config.n_layer

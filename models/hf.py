@@ -18,6 +18,10 @@ and folds into fields (LLaMA's top-level `rope_theta` and `rope_scaling`, as `da
 they are read but never written back.
 
 Loading also renames the legacy `gamma`/`beta` to `weight`/`bias` and skips `position_ids` and `inv_freq` buffers.
+It also holds what every Hugging Face-compatible model file shares at its inputs: `as_ids`, `key_padding_mask`
+(attention_mask [B, Tk] with 1 = token → a boolean [B, 1, 1, Tk] that masks keys only, MODELS.md §0.3) and
+`ACTIVATIONS` (config strings → functions, §0.4).
+
 Tying follows transformers: a target missing from the file is tied to its source; present and equal, tied;
 present and different, untied (the target gets its own Parameter). Saving writes every state_dict key except
 tied targets, in the model's dtype, with safetensors metadata {"format": "pt"} and a strictly typed config
@@ -37,8 +41,31 @@ import safetensors.numpy
 
 import tinytensor as tt
 import tinytensor.nn as nn
+import tinytensor.nn.functional as F
 from tinytensor import backend
 from tinytensor.io import atomic_write_bytes, atomic_write_text
+
+def gelu_tanh(x: tt.Tensor) -> tt.Tensor:
+    """GPT-2's GELU, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): `gelu_new` in Hugging Face's configs."""
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu_fast": gelu_tanh, "gelu": F.gelu,
+               "relu": F.relu, "silu": F.silu, "swish": F.silu}  # MODELS.md §0.4; `gelu` is the exact erf form
+
+
+def as_ids(ids) -> tt.Tensor:
+    """Token ids (or masks) as an integer Tensor; numpy arrays and lists are accepted too."""
+    return ids if isinstance(ids, tt.Tensor) else tt.tensor(ids)
+
+
+def key_padding_mask(attention_mask, device: str):
+    """attention_mask [B, Tk] (1 = token, 0 = pad) → a boolean keep mask [B, 1, 1, Tk] over keys only, as
+    Hugging Face's BERT, GPT-2 and LLaMA mask (pad query rows still attend; their outputs are unspecified)."""
+    if attention_mask is None:
+        return None
+    return as_ids(attention_mask).to(device).data[:, None, None, :] != 0
+
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -6,15 +6,15 @@ import functools
 import heapq
 import itertools
 import json
-import operator
 import re
 import sys
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import SupportsIndex
 
+from models.tokenizers.common import check_id, special_splitter, split_special
 from tinytensor.io import atomic_write_text
 
 
@@ -90,27 +90,6 @@ def _byte_level(word: str) -> str:
     return "".join(_BYTE_ENCODER[byte] for byte in word.encode("utf-8"))
 
 
-def _special_splitter(special_tokens: Sequence[str]) -> re.Pattern[str] | None:
-    """A pattern that finds special tokens in text, leftmost and then longest first (as Hugging Face does)."""
-    if not special_tokens:
-        return None
-    by_length = sorted(special_tokens, key=len, reverse=True)
-    return re.compile("|".join(re.escape(token) for token in by_length))
-
-
-def _split_special(text: str, splitter: re.Pattern[str] | None) -> Iterator[tuple[str, bool]]:
-    """Yield ``(piece, is_special)`` pieces of ``text``: special tokens typed in text, and the plain text between."""
-    position = 0
-    if splitter is not None:
-        for match in splitter.finditer(text):
-            if match.start() > position:
-                yield text[position:match.start()], False
-            yield match.group(), True
-            position = match.end()
-    if position < len(text):
-        yield text[position:], False
-
-
 def _apply_merges(symbols: list[str], merge_ranks: Mapping[tuple[str, str], int]) -> list[str]:
     """BPE on one pre-token: repeatedly merge the adjacent pair of lowest merge rank, the leftmost one first.
 
@@ -171,7 +150,7 @@ class ByteLevelBPETokenizer:
         _check_merges(self._merges, self._vocab)
         self._merge_ranks = {pair: rank for rank, pair in enumerate(self._merges)}
         self._special_tokens = _checked_special_tokens(special_tokens, self._vocab)
-        self._splitter = _special_splitter(self._special_tokens)
+        self._splitter = special_splitter(self._special_tokens)
         self._id_to_bytes = [_token_bytes(token, token in self._special_tokens) for token in self._id_to_token]
         self._word_cache: dict[str, list[int]] = {}
 
@@ -233,12 +212,12 @@ class ByteLevelBPETokenizer:
 
     def id_to_token(self, token_id: SupportsIndex) -> str:
         """The vocabulary string of an id; ValueError naming the id and the vocab size if it is out of range."""
-        return self._id_to_token[self._check_id(token_id)]
+        return self._id_to_token[check_id(token_id, self.vocab_size)]
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``: special tokens as one id each, the rest pre-tokenized and merged."""
         ids: list[int] = []
-        for piece, is_special in _split_special(text, self._splitter):
+        for piece, is_special in split_special(text, self._splitter):
             if is_special:
                 ids.append(self._vocab[piece])
             else:
@@ -252,7 +231,7 @@ class ByteLevelBPETokenizer:
         The tokens' bytes are joined and decoded as UTF-8 with ``errors="replace"``, as GPT-2 does: an arbitrary id
         sequence may cut a multi-byte character, and that shows as U+FFFD instead of raising.
         """
-        data = b"".join(self._id_to_bytes[self._check_id(token_id)] for token_id in ids)
+        data = b"".join(self._id_to_bytes[check_id(token_id, self.vocab_size)] for token_id in ids)
         return data.decode("utf-8", errors="replace")
 
     def _encode_word(self, word: str) -> list[int]:
@@ -265,13 +244,6 @@ class ByteLevelBPETokenizer:
                 self._word_cache.clear()
             self._word_cache[word] = cached
         return cached
-
-    def _check_id(self, token_id: SupportsIndex) -> int:
-        """Return ``token_id`` as an int, or raise ValueError if it is out of range."""
-        index = operator.index(token_id)
-        if not 0 <= index < self.vocab_size:
-            raise ValueError(f"token id {index} is out of range for vocab_size={self.vocab_size}")
-        return index
 
     @classmethod
     def train(cls, text_or_iterable: str | Iterable[str], vocab_size: int, min_frequency: int = 2,
@@ -291,7 +263,7 @@ class ByteLevelBPETokenizer:
         if vocab_size < len(vocab):
             raise ValueError(f"vocab_size={vocab_size} is smaller than the {len(vocab)} special and byte tokens")
         texts = [text_or_iterable] if isinstance(text_or_iterable, str) else text_or_iterable
-        word_counts = _count_words(texts, _special_splitter(special_tokens))
+        word_counts = _count_words(texts, special_splitter(special_tokens))
         merges = _learn_merges(word_counts, vocab, vocab_size, min_frequency)
         return cls(vocab, merges, special_tokens)
 
@@ -360,7 +332,7 @@ def _count_words(texts: Iterable[str], splitter: re.Pattern[str] | None) -> Coun
     """How often each byte-level pre-token occurs in the texts (special tokens are skipped)."""
     counts: Counter[str] = Counter()
     for text in texts:
-        for piece, is_special in _split_special(text, splitter):
+        for piece, is_special in split_special(text, splitter):
             if not is_special:
                 counts.update(pretokenize(piece))
     return Counter({_byte_level(word): count for word, count in counts.items()})

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import operator
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, SupportsIndex
 
+from models.tokenizers.common import check_id
 from tinytensor.io import atomic_write_text
 
 
@@ -89,16 +89,7 @@ class CharTokenizer:
         Raises ValueError for an id outside ``[0, vocab_size)``; negative ids
         are rejected rather than silently indexing from the end.
         """
-        return "".join(self._itos[self._check_id(token_id)] for token_id in ids)
-
-    def _check_id(self, token_id: SupportsIndex) -> int:
-        """Return ``token_id`` as an int, or raise ValueError if it is out of range."""
-        index = operator.index(token_id)
-        if not 0 <= index < self.vocab_size:
-            raise ValueError(
-                f"token id {index} is out of range for vocab_size={self.vocab_size}"
-            )
-        return index
+        return "".join(self._itos[check_id(token_id, self.vocab_size)] for token_id in ids)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description of the tokenizer."""

@@ -24,15 +24,14 @@ the five special tokens is rejected; ``decode`` does not apply ``clean_up_tokeni
 from __future__ import annotations
 
 import json
-import operator
-import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import SupportsIndex
 
 import numpy as np
 
+from models.tokenizers.common import check_id, special_splitter, split_special
 from tinytensor.io import atomic_write_text
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -105,16 +104,6 @@ def basic_tokenize(text: str, lowercase: bool, never_split: Iterable[str] = ()) 
     return " ".join(words).split()
 
 
-def _split_special(text: str, splitter: re.Pattern[str]) -> Iterator[tuple[str, bool]]:
-    """Yield ``(piece, is_special)``: the special tokens typed in ``text`` and the plain text between them."""
-    position = 0
-    for match in splitter.finditer(text):
-        yield text[position:match.start()], False
-        yield match.group(), True
-        position = match.end()
-    yield text[position:], False
-
-
 def truncate_longest_first(first: list[int], second: list[int], n_remove: int) -> tuple[list[int], list[int]]:
     """Hugging Face's "longest_first": drop ``n_remove`` ids from the ends, each from the longer list (the second on
     a tie), computed in closed form: first the length gap, then the rest shared, the second taking the odd one."""
@@ -145,7 +134,7 @@ class WordPieceTokenizer:
         self.max_input_chars_per_word = max_input_chars_per_word
         self._longest_token = max(map(len, self._id_to_token))
         self._special_ids = frozenset(self._vocab[token] for token in SPECIAL_TOKENS)
-        self._special_splitter = re.compile("|".join(map(re.escape, sorted(SPECIAL_TOKENS, key=len, reverse=True))))
+        self._special_splitter = special_splitter(SPECIAL_TOKENS)
 
     @classmethod
     def from_vocab(cls, vocab_txt: str | Path, lowercase: bool = True) -> WordPieceTokenizer:
@@ -201,12 +190,12 @@ class WordPieceTokenizer:
 
     def id_to_token(self, token_id: SupportsIndex) -> str:
         """The token of an id; ValueError naming the id and the vocab size if it is out of range."""
-        return self._id_to_token[self._check_id(token_id)]
+        return self._id_to_token[check_id(token_id, self.vocab_size)]
 
     def tokenize(self, text: str) -> list[str]:
         """The word pieces of ``text``, without ``[CLS]``/``[SEP]``; special tokens typed in text stay whole."""
         tokens: list[str] = []
-        for piece, is_special in _split_special(text, self._special_splitter):
+        for piece, is_special in split_special(text, self._special_splitter):
             if is_special:
                 tokens.append(piece)
                 continue
@@ -256,7 +245,7 @@ class WordPieceTokenizer:
         """Text of ids: tokens joined by spaces, each ``##`` piece glued to the one before (HF's
         ``convert_tokens_to_string``). The lowercasing, accents and spacing that tokenization removed do not return.
         """
-        checked = (self._check_id(token_id) for token_id in ids)
+        checked = (check_id(token_id, self.vocab_size) for token_id in ids)
         tokens = [self._id_to_token[i] for i in checked if not (skip_special_tokens and i in self._special_ids)]
         return " ".join(tokens).replace(f" {CONTINUATION_PREFIX}", "").strip()
 
@@ -304,13 +293,6 @@ class WordPieceTokenizer:
             batch["token_type_ids"][row, :len(ids)] = types
             batch["attention_mask"][row, :len(ids)] = 1
         return batch
-
-    def _check_id(self, token_id: SupportsIndex) -> int:
-        """Return ``token_id`` as an int, or raise ValueError if it is out of range."""
-        index = operator.index(token_id)
-        if not 0 <= index < self.vocab_size:
-            raise ValueError(f"token id {index} is out of range for vocab_size={self.vocab_size}")
-        return index
 
 
 def _checked_vocab(id_to_token: list[str]) -> dict[str, int]:
