@@ -4,6 +4,7 @@
     python -m train.gpt_char --preset lecture --device cuda
     python -m train.gpt_char --data my_text.txt --n-layer 2 --max-iters 500 --out runs/mine
     python -m train.gpt_char --out runs/mine --resume
+    mpiexec -n 2 python -m train.gpt_char --ddp --out runs/ddp    # data-parallel: 2 processes, batch 2 × --batch-size
 
 Every field of `GPTConfig` and `TrainConfig` is a flag (`--n-embd 256`, `--lr 3e-4`, …) that overrides the preset.
 The run directory gets `checkpoint/`, `tokenizer.json`, `metrics.jsonl` and `loss.png`; `python -m train.sample`
@@ -19,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 import tinytensor as tt
+import tinytensor.distributed as dist
 import tinytensor.io as tio
 from models.gpt_char import GPT, BigramLanguageModel, GPTConfig
 from models.tokenizers import CharTokenizer
 from train.corpus import CorpusError, CorpusUnavailableError, get_batch, load_corpus, split_train_val
-from train.loop import Trainer, TrainConfig
+from train.loop import Trainer, TrainConfig, init_distributed
 
 PRESETS = {
     # nanoGPT's shakespeare-char CPU run: minutes on a laptop, val loss ≈ 1.9 on Tiny Shakespeare
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             kind = _flag_type(field.type)
             parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--ddp", action="store_true",
+                        help="data-parallel over the processes of `mpiexec -n N` (--batch-size per process)")
     return parser
 
 
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except (CorpusError, CorpusUnavailableError, tio.CheckpointError, FileNotFoundError,
-            tt.backend.DeviceUnavailableError) as error:
+            tt.backend.DeviceUnavailableError, dist.RankMismatchError, dist.CollectiveTimeoutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the corpus, build (or restore) the model, train, print samples."""
     settings = resolve_settings(args)
     tt.backend.require_device(settings.get("device", "cpu"))
+    world_size = init_distributed(args.ddp, settings.get("device", "cpu"))
     out_dir = Path(args.out)
     text = load_corpus(args.data)
     if args.resume:
@@ -117,15 +122,16 @@ def run(args: argparse.Namespace) -> int:
     tt.manual_seed(settings.get("seed", 1337))
     model = build_model(model_name, model_config).to(settings.get("device", "cpu"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(out_dir / "tokenizer.json")
-    print(f"{model_name}: {model.num_parameters() / 1e6:.3f} M parameters, vocabulary of {tokenizer.vocab_size}, "
-          f"{len(train_ids):,} training and {len(val_ids):,} validation characters")
+    if dist.is_main_process():
+        tokenizer.save(out_dir / "tokenizer.json")
+        print(f"{model_name}: {model.num_parameters() / 1e6:.3f} M parameters, vocabulary of "
+              f"{tokenizer.vocab_size}, {len(train_ids):,} training and {len(val_ids):,} validation characters")
 
     block_size, batch_size = model_config.get("block_size", settings["block_size"]), settings["batch_size"]
     splits = {"train": train_ids, "val": val_ids}
 
-    def batches(split: str, rng: np.random.Generator):
-        return get_batch(splits[split], batch_size, block_size, rng)
+    def batches(split: str, rng: np.random.Generator):  # the global batch: each process keeps its batch_size rows
+        return get_batch(splits[split], batch_size * world_size, block_size, rng)
 
     train_config = TrainConfig.from_dict({**settings, "out_dir": str(out_dir), "progress": not args.no_progress})
     trainer = Trainer(model, train_config, batches, run_config={
@@ -133,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     trainer.fit(resume=args.resume)
     if trainer.interrupted:
         return 130
-    print_samples(model, tokenizer, args.num_samples, args.sample_tokens)
+    if dist.is_main_process():
+        print_samples(model, tokenizer, args.num_samples, args.sample_tokens)
     return 0
 
 

@@ -5,6 +5,7 @@
     python -m train.lm --data my.txt --tokenizer path/to/gpt2        # reuse a vocab.json + merges.txt instead
     python -m train.lm --init-from path/to/gpt2 --data my.txt --lr 1e-4   # fine-tune a Hugging Face checkpoint
     python -m train.lm --out runs/lm --resume                        # continue exactly where it stopped
+    mpiexec -n 2 python -m train.lm --ddp --data my.txt              # data-parallel, --batch-size per process
 
 Every field of the model's config (`--n-layer`, `--n-embd`, … for GPT-2; `--hidden-size`, `--num-key-value-heads`,
 … for LLaMA) and of `TrainConfig` (`--lr`, `--max-iters`, …) is a flag that overrides the preset; `--help` after
@@ -29,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 import tinytensor as tt
+import tinytensor.distributed as dist
 import tinytensor.io as tio
 from models.tokenizers import DEFAULT_SPECIAL_TOKEN, ByteLevelBPETokenizer
 from train.corpus import CorpusError, CorpusUnavailableError, get_batch, load_corpus
-from train.loop import Trainer, TrainConfig
+from train.loop import Trainer, TrainConfig, init_distributed
 
 # name → (module, config class, causal-LM class), imported on first use so a missing models/llama.py only
 # matters to `--model llama`
@@ -102,6 +104,8 @@ def build_parser(config_class: type | None = None, add_help: bool = True) -> arg
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--sample-tokens", type=int, default=100, help="tokens of the sample printed at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--ddp", action="store_true",
+                        help="data-parallel over the processes of `mpiexec -n N` (--batch-size per process)")
     train_fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in {"out_dir", "progress"}]
     model_fields = config_fields(config_class) if config_class else {}
     taken = {action.dest for action in parser._actions}
@@ -199,7 +203,8 @@ def get_tokenizer(args: argparse.Namespace, settings: dict, train_text: str, out
     source = (out_dir / "tokenizer" if args.resume else args.init_from or args.tokenizer)
     if source is not None:
         return ByteLevelBPETokenizer.from_pretrained(source)
-    print(f"learning a byte-level BPE of {settings['vocab_size']} tokens from {len(train_text):,} characters")
+    if dist.is_main_process():
+        print(f"learning a byte-level BPE of {settings['vocab_size']} tokens from {len(train_text):,} characters")
     return ByteLevelBPETokenizer.train(train_text, settings["vocab_size"])
 
 
@@ -264,6 +269,7 @@ class Run:
         else:
             self.settings = {**DATA_PRESETS[args.preset], **MODEL_PRESETS[model_name][args.preset], **flags}
         tt.backend.require_device(self.settings.get("device", "cpu"))
+        self.world_size = init_distributed(args.ddp, self.settings.get("device", "cpu"))
         train_text, val_text = split_text(load_corpus(args.data))
         self.tokenizer = get_tokenizer(args, self.settings, train_text, self.out_dir)
         self.model, self.model_config = self._model(saved["model"] if args.resume else None, flags)
@@ -296,7 +302,8 @@ class Run:
                                         "progress": not self.args.no_progress})
         run_config = {"model_name": self.model_name, "model": self.model_config,
                       "data": {"block_size": self.block_size, "batch_size": self.batch_size}}
-        return Trainer(self.model, config, window_batches(self.splits, self.batch_size, self.block_size),
+        global_batch = self.batch_size * self.world_size  # each process keeps batch_size rows
+        return Trainer(self.model, config, window_batches(self.splits, global_batch, self.block_size),
                        run_config=run_config, loss_fn=causal_lm_loss)
 
     def describe(self) -> str:
@@ -313,7 +320,7 @@ class Run:
 
 
 USER_ERRORS = (CorpusError, CorpusUnavailableError, tio.CheckpointError, OSError, ValueError, KeyError,
-               tt.backend.DeviceUnavailableError, ModelUnavailableError)
+               tt.backend.DeviceUnavailableError, ModelUnavailableError, dist.RankMismatchError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,12 +334,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(run: Run) -> int:
-    """Fit on the shared loop, write <out>/hf (also after Ctrl-C), print a short sample."""
+    """Fit on the shared loop, write <out>/hf (also after Ctrl-C), print a short sample (rank 0 only, in DDP)."""
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    run.tokenizer.save_pretrained(run.out_dir / "tokenizer")
-    print(run.describe())
+    if dist.is_main_process():
+        run.tokenizer.save_pretrained(run.out_dir / "tokenizer")
+        print(run.describe())
     trainer = run.trainer()
     trainer.fit(resume=run.args.resume)
+    if not dist.is_main_process():
+        return 130 if trainer.interrupted else 0
     hf_dir = run.save_pretrained()
     print(f"saved {hf_dir} (sample with: python -m train.lm_sample --ckpt {run.out_dir} --prompt ...)")
     if trainer.interrupted:

@@ -12,6 +12,14 @@ in eval mode, appends to `metrics.jsonl`, redraws `loss.png` when matplotlib is 
 saves a checkpoint and returns; a second Ctrl-C stops at once. `fit(resume=True)` restores parameters, optimizer
 moments, the iteration, and the random streams of both batch sampling and dropout, so a resumed run reproduces the
 uninterrupted one exactly.
+
+Data-parallel (after `tinytensor.distributed.init()` joined N > 1 processes, as `--ddp` does): every rank draws the
+same global batch from the same `batch_rng` (so trainers ask their `get_batch` for N times the per-rank batch) and
+keeps its own rows (`dist.shard`); gradients are averaged over ranks after the last micro-batch, then clipped, so N
+ranks with batch b take the steps one process takes with batch N·b. Before training the ranks check that they agree
+(parameters, configs, iteration) and take rank 0's weights. Only rank 0 logs, draws progress and writes files; the
+checkpoint holds the shared streams, so a run resumes on any number of processes (continuing the same stream of
+global batches, now cut into that many shards). A Ctrl-C on any rank stops every rank after the same iteration.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 import tinytensor as tt
+import tinytensor.distributed as dist
 import tinytensor.io as tio
 from tinytensor import nn
 from tinytensor.optim import AdamW, Optimizer
@@ -61,6 +70,14 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def init_distributed(ddp: bool, device: str = "cpu") -> int:
+    """For trainers: join the processes of an MPI launch when `--ddp` asks or mpiexec started several; returns the
+    number of processes (1 without a launch). NCCL carries the gradients on 'cuda', MPI on 'cpu'."""
+    if ddp or dist.launched():
+        dist.init("nccl" if tt.backend.normalize_device(device) == "cuda" else "mpi")
+    return dist.get_world_size()
 
 
 def default_loss(model: nn.Module, batch: tuple) -> tt.Tensor:
@@ -97,6 +114,11 @@ class Trainer:
         self.history: list[dict] = []
         self.interrupted = False
 
+    @property
+    def is_main(self) -> bool:
+        """The rank that logs, shows progress and writes files (the only one when single-process)."""
+        return dist.is_main_process()
+
     # ---- the loop -------------------------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict:
         """Train to `max_iters` (from the checkpoint in out_dir when resuming); returns the last losses."""
@@ -105,21 +127,42 @@ class Trainer:
             self.load_checkpoint()
         else:
             tt.manual_seed(self.config.seed)
-        bar = tqdm(total=self.config.max_iters, initial=self.iteration, disable=not self.config.progress,
-                   dynamic_ncols=True, desc="training")
+        if dist.get_world_size() > 1:
+            self._join_ranks()
+        bar = tqdm(total=self.config.max_iters, initial=self.iteration, disable=not (self.config.progress and
+                   self.is_main), dynamic_ncols=True, desc="training")
         with _deferred_interrupt(self):
-            while self.iteration < self.config.max_iters and not self.interrupted:
+            while self.iteration < self.config.max_iters and not self._agreed_interrupt():
                 if self.iteration % self.config.eval_interval == 0 and self.iteration != self.evaluated_at:
                     self.evaluate_and_save()
                 self._train_step(bar)
+        self.interrupted = self._agreed_interrupt()  # the handler is gone: every rank now ends the same way
         bar.close()
         if self.interrupted:
             self.save_checkpoint()
-            print(f"interrupted: checkpoint saved at iteration {self.iteration} in {self.out_dir}; "
-                  "continue with --resume")
+            if self.is_main:
+                print(f"interrupted: checkpoint saved at iteration {self.iteration} in {self.out_dir}; "
+                      "continue with --resume")
         elif self.iteration != self.evaluated_at:
             self.evaluate_and_save()
         return self.history[-1] if self.history else {}
+
+    def _join_ranks(self) -> None:
+        """Data-parallel start: fail clearly if the ranks differ, take rank 0's weights, and give each rank other
+        than 0 a dropout stream of its own (rank 0 keeps the checkpointed one)."""
+        dist.check_consistency(self.model, {"run": self.run_config, "train": asdict(self.config),
+                                            "iteration": self.iteration})
+        dist.broadcast_parameters(self.model)
+        if dist.get_rank() > 0:
+            seeds = np.random.SeedSequence([self.config.seed, self.iteration, dist.get_rank()])
+            tt.manual_seed(int(seeds.generate_state(1)[0]))
+
+    def _agreed_interrupt(self) -> bool:
+        """Whether to stop: the Ctrl-C flag, or with several ranks whether any rank has it (so all stop together;
+        the flag can be set at any moment, so only the value agreed here may end the loop)."""
+        if dist.get_world_size() == 1:
+            return self.interrupted
+        return bool(dist.all_reduce(np.array([self.interrupted], dtype=np.int32), "max")[0])
 
     def _train_step(self, bar: tqdm) -> None:
         started = time.perf_counter()
@@ -129,11 +172,14 @@ class Trainer:
         self.model.train()
         total_loss, tokens = 0.0, 0
         for _ in range(self.config.grad_accum):
-            batch = self._to_device(self.get_batch("train", self.batch_rng))
+            batch, share = self._local_batch("train", self.batch_rng)
             loss = self.loss_fn(self.model, batch)
-            (loss / self.config.grad_accum).backward()
-            total_loss += loss.item() / self.config.grad_accum
+            (loss / self.config.grad_accum if share == 1 else loss * (share / self.config.grad_accum)).backward()
+            total_loss += loss.item() * share / self.config.grad_accum
             tokens += batch[0].numel()
+        if dist.get_world_size() > 1:
+            dist.all_reduce_gradients(self.model.parameters())
+            total_loss, tokens = self._global_step_stats(total_loss, tokens)
         if self.config.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -154,6 +200,22 @@ class Trainer:
     def _to_device(self, batch: tuple) -> tuple:
         return tuple(tt.tensor(array, device=self.config.device) for array in batch)
 
+    def _local_batch(self, split: str, rng: np.random.Generator) -> tuple[tuple, float]:
+        """(this rank's rows of the next global batch, on the device; their share of the global loss mean).
+
+        The share is rows·world_size/global rows: 1 when the batch splits evenly, and the weight that keeps the
+        average of the ranks' losses equal to the global mean when it does not (length-bucketed batches)."""
+        global_batch = self.get_batch(split, rng)
+        local = dist.shard(global_batch)
+        share = len(local[0]) * dist.get_world_size() / len(global_batch[0])
+        return self._to_device(local), share
+
+    @staticmethod
+    def _global_step_stats(loss: float, tokens: int) -> tuple[float, int]:
+        """(mean loss, total tokens) over the ranks, for the log."""
+        stats = dist.all_reduce(np.array([loss, tokens], dtype=np.float64), "sum")
+        return float(stats[0]) / dist.get_world_size(), int(stats[1])
+
     # ---- evaluation ---------------------------------------------------------------------------------------------
     @tt.no_grad()
     def estimate_loss(self) -> dict:
@@ -163,10 +225,13 @@ class Trainer:
         losses = {}
         for split in ("train", "val"):
             rng = np.random.default_rng([self.config.seed, self.iteration, split == "val"])
-            values = [self.loss_fn(self.model, self._to_device(self.get_batch(split, rng))).item()
-                      for _ in range(self.config.eval_iters)]
+            values = [self.loss_fn(self.model, batch).item() * share
+                      for batch, share in (self._local_batch(split, rng) for _ in range(self.config.eval_iters))]
             losses[split] = float(np.mean(values))
         self.model.train()
+        if dist.get_world_size() > 1:  # the ranks saw disjoint shards: their mean is the global batches' loss
+            train_val = dist.all_reduce(np.array([losses["train"], losses["val"]]), "mean")
+            losses = {"train": float(train_val[0]), "val": float(train_val[1])}
         return losses
 
     def evaluate_and_save(self) -> dict:
@@ -177,19 +242,24 @@ class Trainer:
                   "best_val_loss": self.best_val}
         self.history.append(record)
         self._log(record)
-        tqdm.write(f"iter {self.iteration}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if self.is_main:
+            tqdm.write(f"iter {self.iteration}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         self.save_checkpoint()
         self._plot()
         return record
 
     # ---- files --------------------------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
+        if not self.is_main:
+            return
         with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
 
     def _plot(self) -> None:
         """Redraw loss.png from the eval history (skipped quietly when matplotlib is not installed). It draws on a
         bare `Figure`, never through pyplot, so it does not switch the backend of a notebook it runs in."""
+        if not self.is_main:
+            return
         try:
             from matplotlib.figure import Figure
         except ImportError:
@@ -204,6 +274,9 @@ class Trainer:
         figure.savefig(self.out_dir / "loss.png", dpi=100, bbox_inches="tight")
 
     def save_checkpoint(self) -> None:
+        """Parameters, optimizer, iteration and random streams, written atomically (by rank 0 only)."""
+        if not self.is_main:
+            return
         tio.save_checkpoint(
             self.out_dir / "checkpoint",
             model_state=self.model.state_dict(),

@@ -3,6 +3,7 @@
     python -m train.translate                                  # number words → digits, generated; a few CPU minutes
     python -m train.translate --data pairs.tsv --out runs/mine # your own `source<TAB>target` sentence pairs
     python -m train.translate --out runs/mine --resume --max-iters 3000
+    mpiexec -n 2 python -m train.translate --ddp               # data-parallel: --max-tokens per process
 
 The recipe is the paper's (§5): teacher forcing, batches of similar-length pairs (`--max-tokens` padded tokens),
 Adam(0.9, 0.98, 1e-9) with the Noam schedule lr = factor·d_model^−0.5·min(step^−0.5, step·warmup^−1.5), label
@@ -20,13 +21,14 @@ import time
 from pathlib import Path
 
 import tinytensor as tt
+import tinytensor.distributed as dist
 import tinytensor.io as tio
 from models.transformer import Transformer, TransformerConfig
 from tinytensor.io import atomic_write_text
 from tinytensor.optim import Adam
 from tinytensor.optim.lr_scheduler import noam
 from train.bleu import corpus_bleu, exact_match
-from train.loop import Trainer, TrainConfig
+from train.loop import Trainer, TrainConfig, init_distributed
 from train.translation_data import (LengthBatches, Pair, WordVocabulary, number_pairs, pad_rows, read_tsv,
                                     split_pairs)
 
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", default="runs/translate", help="run directory for checkpoints, vocabulary and scores")
     add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     add("--no-progress", action="store_true", help="no progress bar (for logs)")
+    add("--ddp", action="store_true", help="data-parallel over the processes of `mpiexec -n N` (--max-tokens each)")
     add("--norm-first", action="store_true", default=None, help="pre-norm sublayers instead of the paper's post-norm")
     flags = {"d_model": int, "n_heads": int, "d_ff": int, "n_layers": int, "dropout": float, "max_iters": int,
              "max_tokens": int, "warmup": int, "lr_factor": float, "label_smoothing": float, "grad_clip": float,
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Build (or restore) data, vocabulary and model, train on the shared loop, then score the held-out split."""
     out_dir = Path(args.out)
-    explicit = {k: v for k, v in vars(args).items() if v is not None and k not in ("out", "resume", "no_progress")}
+    explicit = {k: v for k, v in vars(args).items()
+                if v is not None and k not in ("out", "resume", "no_progress", "ddp")}
     if args.resume:
         saved = tio.load_checkpoint(out_dir / "checkpoint").config["settings"]
         settings = {**saved, **explicit}
@@ -84,18 +88,23 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume:
         vocab = WordVocabulary.from_pairs(train_pairs)
     tt.backend.require_device(settings["device"])
+    world_size = init_distributed(args.ddp, settings["device"])
     tt.manual_seed(settings["seed"])
     model = Transformer(model_config(settings, vocab)).to(settings["device"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab.save(out_dir / "vocab.json")
-    print(f"transformer: {model.num_parameters() / 1e6:.3f} M parameters, shared vocabulary of {vocab.size} words, "
-          f"{len(train_pairs):,} training and {len(held_out_pairs):,} held-out pairs")
+    if dist.is_main_process():
+        vocab.save(out_dir / "vocab.json")
+        print(f"transformer: {model.num_parameters() / 1e6:.3f} M parameters, shared vocabulary of {vocab.size} "
+              f"words, {len(train_pairs):,} training and {len(held_out_pairs):,} held-out pairs")
 
-    trainer = build_trainer(model, settings, vocab, train_pairs, held_out_pairs, out_dir, not args.no_progress)
+    trainer = build_trainer(model, settings, vocab, train_pairs, held_out_pairs, out_dir, not args.no_progress,
+                            world_size)
     started = time.perf_counter()
     trainer.fit(resume=args.resume)
     if trainer.interrupted:
         return 130
+    if not dist.is_main_process():  # only rank 0 scores the held-out split and writes scores.json
+        return 0
     training_seconds = time.perf_counter() - started
     scores = evaluate(model, vocab, held_out_pairs, settings)
     scores["training_seconds"] = training_seconds
@@ -121,9 +130,11 @@ def model_config(settings: dict, vocab: WordVocabulary) -> TransformerConfig:
 
 
 def build_trainer(model: Transformer, settings: dict, vocab: WordVocabulary, train_pairs: list[Pair],
-                  held_out_pairs: list[Pair], out_dir: Path, progress: bool) -> Trainer:
-    """The shared loop with the paper's optimiser and schedule; the held-out pairs give the val loss."""
-    splits = {name: LengthBatches([(vocab.encode(s), vocab.encode(t)) for s, t in pairs], settings["max_tokens"], vocab)
+                  held_out_pairs: list[Pair], out_dir: Path, progress: bool, world_size: int = 1) -> Trainer:
+    """The shared loop with the paper's optimiser and schedule; the held-out pairs give the val loss. With
+    `world_size` processes a batch holds world_size × max_tokens, and each process trains on its share of rows."""
+    max_tokens = settings["max_tokens"] * world_size
+    splits = {name: LengthBatches([(vocab.encode(s), vocab.encode(t)) for s, t in pairs], max_tokens, vocab)
               for name, pairs in (("train", train_pairs), ("val", held_out_pairs))}
     label_smoothing = settings["label_smoothing"]
 
