@@ -1,0 +1,490 @@
+"""`python -m train.mlm`: pre-train BERT, ALBERT or DeBERTa with masked language modelling, on the shared loop.
+
+    python -m train.mlm --model bert --data my.txt                     # tiny preset: WordPiece of 1500 learned here
+    python -m train.mlm --model albert --data my.txt --max-iters 300 --out runs/albert
+    python -m train.mlm --model bert --data my.txt --tokenizer path/to/bert   # reuse a vocab.txt instead
+    python -m train.mlm --out runs/mlm --resume                        # continue exactly where it stopped
+
+The data pipeline, as in BERT (Devlin et al. 2018, §3.1 and appendix A.1) and ALBERT (Lan et al. 2019, §4.1):
+
+- The text is split by lines, the first 90 % for training and the rest held out. Each line is cut into WordPiece
+  ids, and consecutive lines are packed into *segments* of at most (seq_length - 3) / 2 ids.
+- Every example is a pair `[CLS] A [SEP] B [SEP]` (token types 0 then 1), padded with `[PAD]` to seq_length.
+  BERT (next-sentence prediction): A is a segment, B the segment after it (label 0) or, half the time, a random
+  other segment (label 1: Hugging Face's `next_sentence_label`). ALBERT (sentence-order prediction): A and B are
+  consecutive segments, swapped half the time (label 1). DeBERTa: masked LM only, on the same pairs, no label.
+- Masking is dynamic: each batch is masked afresh from the Trainer's seeded generator (so a resumed run masks
+  the same way). Of each example's non-special tokens, 15 % (rounded, at least one) are chosen as in Google's
+  `create_pretraining_data.py`; of those 80 % become `[MASK]`, 10 % a random non-special token, 10 % stay.
+  The labels are the original ids there and -100 elsewhere, and the loss is the model's own `loss`.
+
+Every field of the model's config (`--num-hidden-layers`, `--hidden-size`, `--embedding-size`, …) and of
+`TrainConfig` (`--lr`, `--max-iters`, …) is a flag that overrides the preset; `--help` after `--model NAME` lists
+them. At the end the run measures masked-LM accuracy on held-out text (the fraction of masked positions whose
+argmax is the original token), the unigram baseline (always guessing the training text's most frequent token) and,
+for BERT and ALBERT, the pair-task accuracy; it prints them and writes `<out>/metrics/scores.json`.
+
+The run directory gets `tokenizer/` (vocab.txt, tokenizer_config.json), `checkpoint/` (for --resume),
+`metrics.jsonl`, `loss.png`, and at the end (also after Ctrl-C) `hf/`: config.json + model.safetensors +
+vocab.txt, which `BertForPreTraining.from_pretrained` (or the ALBERT / DeBERTa class) and `transformers` load.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import tinytensor as tt
+import tinytensor.distributed as dist
+import tinytensor.io as tio
+from models.tokenizers.wordpiece import CLS, MASK, SEP, SPECIAL_TOKENS, WordPieceTokenizer
+from train.corpus import CorpusError, CorpusUnavailableError, load_corpus
+from train.lm import ModelUnavailableError, config_fields, explicit_flags
+from train.loop import Trainer, TrainConfig, init_distributed
+from train.wordpiece_trainer import train_tokenizer
+
+IGNORE_INDEX = -100  # label of positions that are not predicted (F.cross_entropy's ignore_index)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """Where a model lives and which sentence-pair task it learns besides the masked LM ("nsp", "sop" or None)."""
+
+    module: str
+    config_class: str
+    model_class: str
+    pair_task: str | None
+
+
+# imported on first use, so a missing models/deberta.py only matters to `--model deberta`
+MODELS = {"bert": ModelEntry("models.bert", "BertConfig", "BertForPreTraining", "nsp"),
+          "albert": ModelEntry("models.albert", "AlbertConfig", "AlbertForPreTraining", "sop"),
+          "deberta": ModelEntry("models.deberta", "DebertaConfig", "DebertaForMaskedLM", None)}
+
+DATA_PRESETS = {
+    # a CPU run of minutes: pairs of 64 WordPiece ids, batch 32, a 1500-token vocabulary learned from the data
+    "tiny": dict(seq_length=64, batch_size=32, vocab_size=1500, mask_prob=0.15, max_iters=1200,
+                 eval_interval=200, eval_iters=5, lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99,
+                 weight_decay=0.01, grad_clip=1.0),
+}
+MODEL_PRESETS = {
+    "bert": {"tiny": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128, intermediate_size=512,
+                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)},
+    "albert": {"tiny": dict(num_hidden_layers=4, num_attention_heads=4, hidden_size=128, embedding_size=64,
+                            intermediate_size=512, hidden_act="gelu_new", classifier_dropout_prob=0.0,
+                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)},
+    # deberta-base's attention: disentangled content-to-position and position-to-content, no absolute positions
+    "deberta": {"tiny": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128, intermediate_size=512,
+                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, relative_attention=True,
+                             pos_att_type="c2p|p2c", position_biased_input=False)},
+}
+# set from the tokenizer and --seq-length, never from a preset or flag
+DERIVED_FIELDS = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "max_position_embeddings"}
+DATA_FIELDS = ("seq_length", "batch_size", "vocab_size", "mask_prob")
+
+
+def model_classes(name: str) -> tuple[type, type]:
+    """(config class, model class) for a registry name, importing its module now."""
+    if name not in MODELS:
+        raise ModelUnavailableError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    entry = MODELS[name]
+    try:
+        module = importlib.import_module(entry.module)
+        return getattr(module, entry.config_class), getattr(module, entry.model_class)
+    except (ImportError, AttributeError) as error:
+        raise ModelUnavailableError(f"--model {name} needs {entry.config_class} and {entry.model_class} from "
+                                    f"{entry.module}, which cannot be imported ({type(error).__name__}: {error})"
+                                    ) from error
+
+
+# ---- command line -------------------------------------------------------------------------------------------------
+def build_parser(config_class: type | None = None, add_help: bool = True) -> argparse.ArgumentParser:
+    """Common flags, TrainConfig's fields, and (when known) every scalar field of the model's config."""
+    parser = argparse.ArgumentParser(prog="python -m train.mlm", description=__doc__, add_help=add_help,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), default=None, help="architecture (default bert)")
+    parser.add_argument("--preset", choices=sorted(DATA_PRESETS), default="tiny")
+    parser.add_argument("--data", help="a UTF-8 text file (default: Shakespeare's plays, downloaded once)")
+    parser.add_argument("--out", default="runs/mlm", help="run directory for checkpoints, metrics and hf/")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--tokenizer", help="directory with a vocab.txt to use instead of learning one")
+    parser.add_argument("--cased", action="store_true", help="learn a cased vocabulary (default: lowercase)")
+    parser.add_argument("--vocab-size", type=int, help="size of the WordPiece vocabulary learned from the data")
+    parser.add_argument("--seq-length", type=int, help="tokens per example, [CLS] and [SEP]s included")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--mask-prob", type=float, help="fraction of tokens chosen for prediction (0.15)")
+    parser.add_argument("--eval-batches", type=int, default=20, help="held-out batches for the final accuracy")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--ddp", action="store_true",
+                        help="data-parallel over the processes of `mpiexec -n N` (--batch-size per process)")
+    train_fields = {k: v for k, v in config_fields(TrainConfig).items() if k not in {"out_dir", "progress"}}
+    model_fields = _model_flag_fields(config_class) if config_class else {}
+    taken = {action.dest for action in parser._actions}
+    for name, kind in [*train_fields.items(), *model_fields.items()]:
+        if name not in taken:
+            parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, dest=name)
+    return parser
+
+
+def _model_flag_fields(config_class: type) -> dict:
+    return {name: kind for name, kind in config_fields(config_class).items() if name not in DERIVED_FIELDS}
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, str]:
+    """Find the model first (from --model or the run being resumed), then parse every flag with that model's
+    config fields. Returns (args, model name)."""
+    known, _ = build_parser(add_help=False).parse_known_args(argv)
+    model_name = choose_model_name(known)
+    args = build_parser(model_classes(model_name)[0]).parse_args(argv)
+    return args, model_name
+
+
+def choose_model_name(args: argparse.Namespace) -> str:
+    if not args.resume:
+        return args.model or "bert"
+    saved = tio.load_checkpoint(Path(args.out) / "checkpoint").config["model_name"]
+    if args.model and args.model != saved:
+        raise ModelUnavailableError(f"--model {args.model} does not match the checkpoint in {args.out}, "
+                                    f"which holds {saved}")
+    return saved
+
+
+# ---- data: lines → segments → pairs → masked batches --------------------------------------------------------------
+def split_lines(text: str, train_fraction: float = 0.9) -> tuple[list[str], list[str]]:
+    """The non-blank lines, the first 90 % for training and the rest held out."""
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    cut = int(len(lines) * train_fraction)
+    if not 0 < cut < len(lines):
+        raise CorpusError(f"the corpus has {len(lines)} non-blank lines, too few to split into training and "
+                          "validation")
+    return lines[:cut], lines[cut:]
+
+
+def pack_segments(line_ids: list[list[int]], max_tokens: int) -> list[np.ndarray]:
+    """Consecutive lines packed greedily into segments of at most `max_tokens` ids (a longer line is cut into
+    several), in text order, so segment i+1 is what follows segment i."""
+    segments, current = [], []
+    for ids in line_ids:
+        if current and len(current) + len(ids) > max_tokens:
+            segments.append(current)
+            current = []
+        current = current + ids
+        while len(current) > max_tokens:
+            segments.append(current[:max_tokens])
+            current = current[max_tokens:]
+    if current:
+        segments.append(current)
+    return [np.asarray(segment, dtype=np.int64) for segment in segments]
+
+
+def encode_segments(tokenizer: WordPieceTokenizer, lines: list[str], seq_length: int) -> list[np.ndarray]:
+    """WordPiece ids of each line (without [CLS]/[SEP]) packed into segments that fit two to an example."""
+    max_tokens = (seq_length - 3) // 2
+    if max_tokens < 1:
+        raise ValueError(f"--seq-length {seq_length} leaves no room for two segments and three special tokens")
+    return pack_segments([tokenizer.encode(line)[1:-1] for line in lines], max_tokens)
+
+
+def make_pairs(segments: list[np.ndarray], batch_size: int, pair_task: str | None,
+               rng: np.random.Generator) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """`batch_size` (A, B) segment pairs and their labels [B].
+
+    "nsp": B follows A (label 0) or, with probability 1/2, is a random segment other than A's successor (label 1).
+    "sop": A and B consecutive (label 0) or, with probability 1/2, swapped (label 1). None: consecutive, labels 0.
+    """
+    if len(segments) < 2:
+        raise CorpusError(f"only {len(segments)} segment(s) of text: too little to build sentence pairs")
+    starts = rng.integers(0, len(segments) - 1, size=batch_size)
+    flips = rng.random(batch_size) < 0.5 if pair_task else np.zeros(batch_size, dtype=bool)
+    others = rng.integers(0, len(segments) - 1, size=batch_size)
+    pairs = []
+    for start, flip, other in zip(starts, flips, others):
+        first, second = segments[start], segments[start + 1]
+        if flip and pair_task == "nsp":
+            second = segments[other if other < start + 1 else other + 1]  # any segment but the true next one
+        elif flip:
+            first, second = second, first
+        pairs.append((first, second))
+    return pairs, flips.astype(np.int64)
+
+
+def pair_arrays(pairs: list[tuple[np.ndarray, np.ndarray]], seq_length: int,
+                tokenizer: WordPieceTokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input_ids, token_type_ids, attention_mask), each int64 [B, T]: `[CLS] A [SEP] B [SEP]` then `[PAD]`s."""
+    cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
+    shape = (len(pairs), seq_length)
+    input_ids = np.full(shape, tokenizer.pad_token_id, dtype=np.int64)
+    token_type_ids, attention_mask = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    for row, (first, second) in enumerate(pairs):
+        ids = np.concatenate([[cls_id], first, [sep_id], second, [sep_id]])
+        input_ids[row, :len(ids)] = ids
+        token_type_ids[row, len(first) + 2:len(ids)] = 1
+        attention_mask[row, :len(ids)] = 1
+    return input_ids, token_type_ids, attention_mask
+
+
+@dataclass(frozen=True)
+class MaskingSpec:
+    """What masking needs to know about the vocabulary."""
+
+    mask_id: int
+    special_ids: np.ndarray     # never chosen: [PAD] [UNK] [CLS] [SEP] [MASK]
+    replacement_ids: np.ndarray  # the random-token replacements: every non-special id
+    mask_prob: float = 0.15
+
+    @classmethod
+    def of(cls, tokenizer: WordPieceTokenizer, mask_prob: float = 0.15) -> MaskingSpec:
+        special = np.asarray(sorted(tokenizer.token_to_id(token) for token in SPECIAL_TOKENS), dtype=np.int64)
+        return cls(tokenizer.token_to_id(MASK), special,
+                   np.setdiff1d(np.arange(tokenizer.vocab_size, dtype=np.int64), special), mask_prob)
+
+
+def mask_tokens(input_ids: np.ndarray, spec: MaskingSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """BERT's masking of a batch [B, T] → (masked input_ids, labels), both int64 [B, T].
+
+    In each row, round(mask_prob · n) of its n non-special tokens (at least one) are chosen uniformly; a chosen
+    token becomes [MASK] with probability 0.8, a random non-special token with 0.1, and stays with 0.1. labels
+    hold the original id at chosen positions and -100 elsewhere."""
+    candidates = ~np.isin(input_ids, spec.special_ids)
+    n_candidates = candidates.sum(axis=1)
+    n_chosen = np.minimum(n_candidates, np.maximum(1, np.rint(spec.mask_prob * n_candidates))).astype(np.int64)
+    keys = np.where(candidates, rng.random(input_ids.shape), np.inf)
+    ranks = np.argsort(np.argsort(keys, axis=1), axis=1)          # a uniformly random order of each row's candidates
+    chosen = ranks < n_chosen[:, None]
+    action = rng.random(input_ids.shape)
+    random_ids = rng.choice(spec.replacement_ids, size=input_ids.shape)
+    masked = np.where(chosen & (action < 0.8), spec.mask_id, input_ids)
+    masked = np.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, masked)
+    labels = np.where(chosen, input_ids, IGNORE_INDEX)
+    return masked.astype(np.int64), labels.astype(np.int64)
+
+
+class PairBatches:
+    """get_batch(split, rng) for the Trainer: (input_ids, token_type_ids, attention_mask, labels, pair_labels),
+    each int64, [B, T] but pair_labels [B]; fresh pairs and fresh masking every call."""
+
+    def __init__(self, splits: dict[str, list[np.ndarray]], tokenizer: WordPieceTokenizer, seq_length: int,
+                 batch_size: int, pair_task: str | None, spec: MaskingSpec):
+        self.splits, self.tokenizer, self.seq_length = splits, tokenizer, seq_length
+        self.batch_size, self.pair_task, self.spec = batch_size, pair_task, spec
+
+    def __call__(self, split: str, rng: np.random.Generator) -> tuple:
+        pairs, pair_labels = make_pairs(self.splits[split], self.batch_size, self.pair_task, rng)
+        input_ids, token_type_ids, attention_mask = pair_arrays(pairs, self.seq_length, self.tokenizer)
+        masked, labels = mask_tokens(input_ids, self.spec, rng)
+        return masked, token_type_ids, attention_mask, labels, pair_labels
+
+
+def forward(model, pair_task: str | None, batch: tuple) -> tuple:
+    """(mlm_logits [B, T, V], pair_logits [B, 2] or None) for a PairBatches batch."""
+    input_ids, token_type_ids, attention_mask = batch[:3]
+    if pair_task is None:  # DeBERTa: masked LM only
+        return model(input_ids, attention_mask=attention_mask), None
+    return model(input_ids, token_type_ids, attention_mask)
+
+
+def loss_function(pair_task: str | None):
+    """loss_fn(model, batch) for the Trainer: the model's own pre-training (or masked-LM) loss."""
+    def loss(model, batch: tuple) -> tt.Tensor:
+        mlm_logits, pair_logits = forward(model, pair_task, batch)
+        labels, pair_labels = batch[3], batch[4]
+        if pair_task is None:
+            return model.loss(mlm_logits, labels)
+        return model.loss(mlm_logits, pair_logits, labels, pair_labels)
+    return loss
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------------------
+def most_frequent_token(segments: list[np.ndarray], spec: MaskingSpec) -> int:
+    """The commonest non-special id of the training segments: the unigram baseline's one guess."""
+    counts = np.bincount(np.concatenate(segments), minlength=int(spec.replacement_ids.max()) + 1)
+    counts[spec.special_ids[spec.special_ids < len(counts)]] = 0
+    return int(counts.argmax())
+
+
+@tt.no_grad()
+def mlm_scores(model, batches: PairBatches, unigram_id: int, n_batches: int, seed: int) -> dict:
+    """Masked-LM accuracy on `n_batches` held-out batches (a fixed stream, so runs compare), the unigram
+    baseline's accuracy on the same masked positions, and the pair task's accuracy (when there is one)."""
+    model.eval()
+    rng = np.random.default_rng([seed, 2024])
+    correct = unigram = total = pair_correct = pair_total = 0
+    device = next(iter(model.parameters())).device
+    for _ in range(n_batches):
+        batch = batches("val", rng)
+        mlm_logits, pair_logits = forward(model, batches.pair_task, [tt.tensor(a, device=device) for a in batch])
+        labels, chosen = batch[3], batch[3] != IGNORE_INDEX
+        predictions = mlm_logits.numpy().argmax(axis=-1)
+        correct += int((predictions[chosen] == labels[chosen]).sum())
+        unigram += int((labels[chosen] == unigram_id).sum())
+        total += int(chosen.sum())
+        if pair_logits is not None:
+            pair_correct += int((pair_logits.numpy().argmax(axis=-1) == batch[4]).sum())
+            pair_total += len(batch[4])
+    model.train()
+    scores = {"mlm_accuracy": correct / total, "unigram_baseline_accuracy": unigram / total,
+              "masked_positions": total}
+    if pair_total:
+        scores[f"{batches.pair_task}_accuracy"] = pair_correct / pair_total
+    return scores
+
+
+# ---- the run ------------------------------------------------------------------------------------------------------
+def get_tokenizer(args: argparse.Namespace, settings: dict, train_lines: list[str],
+                  out_dir: Path) -> WordPieceTokenizer:
+    """The run's tokenizer on resume, a given one, or one learned from the training lines."""
+    source = out_dir / "tokenizer" if args.resume else args.tokenizer
+    if source is not None:
+        return WordPieceTokenizer.from_pretrained(source)
+    if dist.is_main_process():
+        print(f"learning a WordPiece vocabulary of {settings['vocab_size']} tokens from {len(train_lines):,} lines")
+    return train_tokenizer(train_lines, settings["vocab_size"], lowercase=not args.cased)
+
+
+def new_model_config(model_name: str, settings: dict, tokenizer: WordPieceTokenizer) -> dict:
+    """Preset and flags for the config's fields; vocabulary and [PAD] from the tokenizer, positions from
+    --seq-length."""
+    names = set(inspect.signature(model_classes(model_name)[0]).parameters)
+    config = {name: value for name, value in settings.items() if name in names and name not in DERIVED_FIELDS}
+    derived = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id,
+               "max_position_embeddings": settings["seq_length"]}
+    config.update({name: value for name, value in derived.items() if name in names})
+    return config
+
+
+def build_model(model_name: str, model_config: dict):
+    """A fresh model from a config dict (as stored in every checkpoint)."""
+    config_class, model_class = model_classes(model_name)
+    return model_class(config_class(**model_config))
+
+
+class Run:
+    """Everything `fit` needs, prepared (and checked) before training starts."""
+
+    def __init__(self, args: argparse.Namespace, model_name: str):
+        self.args, self.model_name, self.out_dir = args, model_name, Path(args.out)
+        self.pair_task = MODELS[model_name].pair_task
+        flags = explicit_flags(args)
+        saved = tio.load_checkpoint(self.out_dir / "checkpoint").config if args.resume else None
+        if saved is not None:
+            self.settings = {**saved["train"], **saved["data"], **flags}
+        else:
+            self.settings = {**DATA_PRESETS[args.preset], **MODEL_PRESETS[model_name][args.preset], **flags}
+        tt.backend.require_device(self.settings.get("device", "cpu"))
+        self.world_size = init_distributed(args.ddp, self.settings.get("device", "cpu"))
+        train_lines, val_lines = split_lines(load_corpus(args.data))
+        self.tokenizer = get_tokenizer(args, self.settings, train_lines, self.out_dir)
+        self.seq_length, self.batch_size = self.settings["seq_length"], self.settings["batch_size"]
+        self.splits = {"train": encode_segments(self.tokenizer, train_lines, self.seq_length),
+                       "val": encode_segments(self.tokenizer, val_lines, self.seq_length)}
+        self.spec = MaskingSpec.of(self.tokenizer, self.settings["mask_prob"])
+        self.model, self.model_config = self._model(saved["model"] if saved else None)
+        self._check_sizes()
+
+    def _model(self, saved_config: dict | None):
+        """(model, config dict): rebuilt from the checkpoint's config, or fresh."""
+        tt.manual_seed(self.settings.get("seed", 1337))
+        config = saved_config or new_model_config(self.model_name, self.settings, self.tokenizer)
+        model = build_model(self.model_name, config)
+        return model.to(self.settings.get("device", "cpu")), dataclasses.asdict(model.config)
+
+    def _check_sizes(self) -> None:
+        limit = self.model_config.get("max_position_embeddings", self.seq_length)
+        if self.seq_length > limit:
+            raise ValueError(f"--seq-length {self.seq_length} is longer than the model's {limit} positions")
+        if self.tokenizer.vocab_size > self.model_config["vocab_size"]:
+            raise ValueError(f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model's vocabulary "
+                             f"only {self.model_config['vocab_size']}")
+
+    def batches(self, global_batch: bool = False) -> PairBatches:
+        """Batches of --batch-size pairs, or of the global batch (every process's rows) for the Trainer, which
+        gives each process its own share."""
+        size = self.batch_size * (self.world_size if global_batch else 1)
+        return PairBatches(self.splits, self.tokenizer, self.seq_length, size, self.pair_task, self.spec)
+
+    def trainer(self) -> Trainer:
+        config = TrainConfig.from_dict({**self.settings, "out_dir": str(self.out_dir),
+                                        "progress": not self.args.no_progress})
+        run_config = {"model_name": self.model_name, "model": self.model_config,
+                      "data": {name: self.settings[name] for name in DATA_FIELDS}}
+        return Trainer(self.model, config, self.batches(global_batch=True), run_config=run_config,
+                       loss_fn=loss_function(self.pair_task))
+
+    def describe(self) -> str:
+        return (f"{self.model_name}: {self.model.num_parameters() / 1e6:.3f} M parameters, vocabulary of "
+                f"{self.tokenizer.vocab_size}, {len(self.splits['train']):,} training and "
+                f"{len(self.splits['val']):,} held-out segments")
+
+    def save_pretrained(self) -> Path:
+        """<out>/hf: the model and its tokenizer in the Hugging Face layout."""
+        hf_dir = self.out_dir / "hf"
+        self.model.save_pretrained(hf_dir)
+        self.tokenizer.save_pretrained(hf_dir)
+        return hf_dir
+
+    def scores(self) -> dict:
+        unigram_id = most_frequent_token(self.splits["train"], self.spec)
+        scores = mlm_scores(self.model, self.batches(), unigram_id, self.args.eval_batches,
+                            self.settings.get("seed", 1337))
+        return {"model": self.model_name, "unigram_token": self.tokenizer.id_to_token(unigram_id), **scores}
+
+
+USER_ERRORS = (CorpusError, CorpusUnavailableError, tio.CheckpointError, OSError, ValueError, KeyError,
+               tt.backend.DeviceUnavailableError, ModelUnavailableError, dist.RankMismatchError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args, model_name = parse_args(argv)
+        run = Run(args, model_name)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return train(run)
+
+
+def train(run: Run) -> int:
+    """Fit on the shared loop, write <out>/hf (also after Ctrl-C), then score held-out masked-LM accuracy (files
+    and prints from rank 0 only, in DDP)."""
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main_process():
+        run.tokenizer.save_pretrained(run.out_dir / "tokenizer")
+        print(run.describe())
+    trainer = run.trainer()
+    started = time.perf_counter()
+    trainer.fit(resume=run.args.resume)
+    seconds = time.perf_counter() - started
+    if not dist.is_main_process():
+        return 130 if trainer.interrupted else 0
+    hf_dir = run.save_pretrained()
+    print(f"saved {hf_dir}")
+    if trainer.interrupted:
+        return 130
+    if run.args.eval_batches > 0:
+        report_scores({**run.scores(), "iterations": trainer.iteration, "train_seconds": round(seconds, 1)},
+                      run.out_dir)
+    return 0
+
+
+def report_scores(scores: dict, out_dir: Path) -> None:
+    """Print the scores and write them to <out>/metrics/scores.json."""
+    print(f"held-out masked-LM accuracy {scores['mlm_accuracy']:.3f} vs unigram baseline "
+          f"{scores['unigram_baseline_accuracy']:.3f} (always {scores['unigram_token']!r}) over "
+          f"{scores['masked_positions']:,} masked tokens")
+    for task in ("nsp", "sop"):
+        if f"{task}_accuracy" in scores:
+            print(f"held-out {task.upper()} accuracy {scores[f'{task}_accuracy']:.3f} (chance 0.5)")
+    (out_dir / "metrics").mkdir(parents=True, exist_ok=True)
+    tio.atomic_write_text(out_dir / "metrics" / "scores.json", json.dumps(scores, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
