@@ -25,6 +25,7 @@ import tinytensor.io as tio
 from models.gpt_char import GPT, BigramLanguageModel, GPTConfig
 from models.tokenizers import CharTokenizer
 from train.corpus import CorpusError, CorpusUnavailableError, get_batch, load_corpus, split_train_val
+from train.flags import explicit_flags, flag_type
 from train.loop import Trainer, TrainConfig, init_distributed
 
 PRESETS = {
@@ -55,19 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     skip = {"out_dir", "progress", "vocab_size"}
     for field in [*fields(GPTConfig), *fields(TrainConfig)]:
         if field.name not in skip:
-            kind = _flag_type(field.type)
+            kind = flag_type(field.type)
             parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     parser.add_argument("--ddp", action="store_true",
                         help="data-parallel over the processes of `mpiexec -n N` (--batch-size per process)")
     return parser
-
-
-def _flag_type(annotation):
-    text = str(annotation)
-    if "bool" in text:
-        return lambda value: value.lower() in ("1", "true", "yes")
-    return int if "int" in text else float if "float" in text else str
 
 
 def resolve_settings(args: argparse.Namespace) -> dict:
@@ -77,10 +71,6 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         settings.update(BIGRAM_DEFAULTS)
     settings.update(explicit_flags(args))
     return settings
-
-
-def explicit_flags(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if v is not None}
 
 
 def build_model(model_name: str, model_config: dict):

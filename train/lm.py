@@ -34,6 +34,7 @@ import tinytensor.distributed as dist
 import tinytensor.io as tio
 from models.tokenizers import DEFAULT_SPECIAL_TOKEN, ByteLevelBPETokenizer
 from train.corpus import CorpusError, CorpusUnavailableError, get_batch, load_corpus
+from train.flags import config_fields, explicit_flags, flag_type
 from train.loop import Trainer, TrainConfig, init_distributed
 
 # name → (module, config class, causal-LM class), imported on first use so a missing models/llama.py only
@@ -107,36 +108,12 @@ def build_parser(config_class: type | None = None, add_help: bool = True) -> arg
     parser.add_argument("--ddp", action="store_true",
                         help="data-parallel over the processes of `mpiexec -n N` (--batch-size per process)")
     train_fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in {"out_dir", "progress"}]
-    model_fields = config_fields(config_class) if config_class else {}
+    model_fields = config_fields(config_class, DERIVED_FIELDS) if config_class else {}
     taken = {action.dest for action in parser._actions}
-    for name, kind in [*((f.name, _flag_type(f.type)) for f in train_fields), *model_fields.items()]:
+    for name, kind in [*((f.name, flag_type(f.type)) for f in train_fields), *model_fields.items()]:
         if name not in taken:
             parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, dest=name)
     return parser
-
-
-def config_fields(config_class: type) -> dict:
-    """Name → flag type for the config arguments a flag can set: scalars that do not come from the tokenizer. These
-    are the constructor's parameters, so init-only ones such as LlamaConfig's legacy `rope_theta` count too."""
-    kinds = {name: _flag_type(parameter.annotation)
-             for name, parameter in inspect.signature(config_class).parameters.items()}
-    return {name: kind for name, kind in kinds.items() if kind is not None and name not in DERIVED_FIELDS}
-
-
-def _flag_type(annotation):
-    """argparse type for a dataclass annotation (a string under postponed evaluation); None when not a scalar."""
-    text = str(annotation)
-    if any(container in text for container in ("dict", "list", "tuple", "Mapping", "Sequence")):
-        return None
-    if "bool" in text:
-        return _parse_bool
-    return int if "int" in text else float if "float" in text else str if "str" in text else None
-
-
-def _parse_bool(value: str) -> bool:
-    if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-    return value.lower() in ("1", "true", "yes")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, str]:
@@ -159,10 +136,6 @@ def choose_model_name(args: argparse.Namespace) -> str:
     if args.model and args.model != found:
         raise ModelUnavailableError(f"--model {args.model} does not match {source}, which holds {found}")
     return found
-
-
-def explicit_flags(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if v is not None}
 
 
 # ---- data ---------------------------------------------------------------------------------------------------------
@@ -283,7 +256,8 @@ class Run:
         if saved_config is not None:
             model = build_model(self.model_name, saved_config)
         elif self.args.init_from:
-            overrides = {k: v for k, v in flags.items() if k in config_fields(model_classes(self.model_name)[0])}
+            settable = config_fields(model_classes(self.model_name)[0], DERIVED_FIELDS)
+            overrides = {k: v for k, v in flags.items() if k in settable}
             model = load_pretrained(self.model_name, self.args.init_from, overrides)
         else:
             model = build_model(self.model_name, new_model_config(self.model_name, self.settings, self.tokenizer))

@@ -47,7 +47,8 @@ import tinytensor.distributed as dist
 import tinytensor.io as tio
 from models.tokenizers.wordpiece import CLS, MASK, SEP, SPECIAL_TOKENS, WordPieceTokenizer
 from train.corpus import CorpusError, CorpusUnavailableError, load_corpus
-from train.lm import ModelUnavailableError, config_fields, explicit_flags
+from train.flags import config_fields, explicit_flags
+from train.lm import ModelUnavailableError
 from train.loop import Trainer, TrainConfig, init_distributed
 from train.wordpiece_trainer import train_tokenizer
 
@@ -135,7 +136,7 @@ def build_parser(config_class: type | None = None, add_help: bool = True) -> arg
 
 
 def _model_flag_fields(config_class: type) -> dict:
-    return {name: kind for name, kind in config_fields(config_class).items() if name not in DERIVED_FIELDS}
+    return config_fields(config_class, DERIVED_FIELDS)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, str]:

@@ -1,0 +1,163 @@
+"""Sequence classification for the encoders (BERT, ALBERT, DeBERTa), with an embeddings entry for SiFT.
+
+Each class is the Hugging Face `*ForSequenceClassification` of its family, with HF's parameter names so that
+`from_pretrained` reads a pre-training, masked-LM or base checkpoint (skipping the pre-training heads) and starts
+the new head fresh (`hf_fresh`, models/hf.py), and `save_pretrained` writes a directory transformers loads:
+
+    BERT     classifier(dropout(tanh(bert.pooler.dense(h[:, 0]))))        (models/bert.py's class, reused)
+    ALBERT   classifier(dropout(tanh(albert.pooler(h[:, 0]))))             dropout = classifier_dropout_prob
+    DeBERTa  classifier(dropout(act(pooler.dense(dropout(h[:, 0])))))      HF's ContextPooler; the paper's fine-tuning
+
+Every class splits its forward in two, `embed` (ids → the embedding layer's output [B, T, E]) and
+`forward_embeddings` (that output → logits [B, num_labels]), because the models take token ids only: SiFT
+(train/sift.py) perturbs the embeddings in between. `forward` is the composition of the two and equals the
+model-file forward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tinytensor as tt
+import tinytensor.nn as nn
+import tinytensor.nn.functional as F
+from models import bert
+from models.albert import AlbertConfig, AlbertModel, AlbertPreTrainedModel
+from models.deberta import DebertaConfig, DebertaModel, DebertaPreTrainedModel, query_key_mask
+from models.hf import ACTIVATIONS, as_ids, key_padding_mask
+
+BertConfig = bert.BertConfig
+
+
+class EmbeddingsEntry:
+    """forward(ids) = forward_embeddings(embed(ids)); subclasses define the two halves."""
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
+        """input_ids, token_type_ids, attention_mask [B, T] → logits [B, num_labels]."""
+        return self.forward_embeddings(self.embed(input_ids, token_type_ids, attention_mask), attention_mask)
+
+    @staticmethod
+    def loss(logits: tt.Tensor, labels) -> tt.Tensor:
+        """Single-label classification: mean cross entropy against labels [B]."""
+        return F.cross_entropy(logits, as_ids(labels))
+
+
+def _ids_and_types(input_ids, token_type_ids) -> tuple[tt.Tensor, tt.Tensor | None]:
+    input_ids = as_ids(input_ids)
+    return input_ids, None if token_type_ids is None else as_ids(token_type_ids).to(input_ids.device)
+
+
+# ---- BERT ---------------------------------------------------------------------------------------------------------
+class BertForSequenceClassification(EmbeddingsEntry, bert.BertForSequenceClassification):
+    """models/bert.py's classifier (same modules, names and loading) with the embeddings entry."""
+
+    def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
+        """word + position + token type → LayerNorm → dropout: [B, T, H]."""
+        return self.bert.embeddings(*_ids_and_types(input_ids, token_type_ids))
+
+    def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
+        """[B, T, H] → encoder → pooler → dropout → classifier: [B, num_labels]."""
+        hidden = self.bert.encoder(embedded, key_padding_mask(attention_mask, embedded.device))
+        return self.classifier(self.dropout(self.bert.pooler(hidden)))
+
+
+# ---- ALBERT -------------------------------------------------------------------------------------------------------
+class AlbertForSequenceClassification(EmbeddingsEntry, AlbertPreTrainedModel):
+    """ALBERT with `classifier` on the pooled output (Hugging Face's AlbertForSequenceClassification). Reads
+    pre-training and masked-LM checkpoints, skipping `predictions.*` and `sop_classifier.*`."""
+
+    hf_ignored = (r"^predictions\.", r"^sop_classifier\.")
+    hf_fresh = (r"^classifier\.",)
+
+    def __init__(self, config: AlbertConfig):
+        super().__init__()
+        self.config = config
+        self.albert = AlbertModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier.apply(self._init_weights)
+
+    def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
+        """The factorized embeddings at width E = embedding_size: [B, T, E]."""
+        return self.albert.embeddings(*_ids_and_types(input_ids, token_type_ids))
+
+    def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
+        """[B, T, E] → E→H mapping and shared layers → tanh(pooler(h[:, 0])) → dropout → classifier."""
+        hidden = self.albert.encoder(embedded, key_padding_mask(attention_mask, embedded.device))
+        return self.classifier(self.dropout(F.tanh(self.albert.pooler(hidden[:, 0]))))
+
+
+# ---- DeBERTa ------------------------------------------------------------------------------------------------------
+@dataclass
+class DebertaClassificationConfig(DebertaConfig):
+    """DebertaConfig plus the fields of Hugging Face's that only the classifier reads (its defaults): the number
+    of labels (the length of `id2label` when given), ContextPooler's width, activation and dropout, and cls_dropout
+    (None: hidden_dropout_prob). config.json keeps model_type `deberta`."""
+
+    num_labels: int = 2
+    id2label: dict | None = None
+    pooler_hidden_size: int | None = None
+    pooler_hidden_act: str = "gelu"
+    pooler_dropout: float = 0.0
+    cls_dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pooler_hidden_act not in ACTIVATIONS:
+            raise ValueError(f"DebertaConfig: pooler_hidden_act {self.pooler_hidden_act!r} is not supported "
+                             f"(supported: {', '.join(ACTIVATIONS)})")
+        self.pooler_hidden_size = self.pooler_hidden_size or self.hidden_size
+        if self.id2label:
+            self.num_labels = len(self.id2label)
+
+
+class ContextPooler(nn.Module):
+    """`pooler`: act(dense(dropout(h[:, 0]))), [B, T, H] → [B, pooler_hidden_size] (Hugging Face's ContextPooler)."""
+
+    def __init__(self, config: DebertaClassificationConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.pooler_hidden_size)
+        self.dropout = nn.Dropout(config.pooler_dropout)
+        self.activation = ACTIVATIONS[config.pooler_hidden_act]
+
+    def forward(self, hidden: tt.Tensor) -> tt.Tensor:
+        return self.activation(self.dense(self.dropout(hidden[:, 0])))
+
+
+class DebertaForSequenceClassification(EmbeddingsEntry, DebertaPreTrainedModel):
+    """DeBERTa with `pooler` (ContextPooler) and `classifier` (Hugging Face's DebertaForSequenceClassification).
+    Reads base and masked-LM checkpoints (skipping `cls.*` / `lm_predictions.*`); pooler and classifier start
+    fresh when the file has none."""
+
+    config_class = DebertaClassificationConfig
+    hf_ignored = (r"^cls\.", r"^lm_predictions\.")
+    hf_fresh = (r"^pooler\.", r"^classifier\.")
+
+    def __init__(self, config: DebertaClassificationConfig):
+        super().__init__()
+        self.config = config
+        self.deberta = DebertaModel(config)
+        self.pooler = ContextPooler(config)
+        self.classifier = nn.Linear(config.pooler_hidden_size, config.num_labels)
+        dropout = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.pooler.apply(self._init_weights)
+        self.classifier.apply(self._init_weights)
+        self._skip_unused_positions()
+
+    def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
+        """word (+ positions / token types as configured) → LayerNorm → pad rows zeroed → dropout: [B, T, H]."""
+        input_ids, token_type_ids = _ids_and_types(input_ids, token_type_ids)
+        mask = as_ids(attention_mask).to(input_ids.device) if attention_mask is not None else None
+        return self.deberta.embeddings(input_ids, token_type_ids, mask)
+
+    def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
+        """[B, T, H] → disentangled-attention layers → ContextPooler → dropout → classifier."""
+        keep = query_key_mask(attention_mask, embedded.device)
+        hidden = self.deberta.encoder(embedded, keep)[-1]
+        return self.classifier(self.dropout(self.pooler(hidden)))
+
+
+# name → (config class, classifier class): what train/finetune.py's --model chooses from
+CLASSIFIERS = {"bert": (BertConfig, BertForSequenceClassification),
+               "albert": (AlbertConfig, AlbertForSequenceClassification),
+               "deberta": (DebertaClassificationConfig, DebertaForSequenceClassification)}
