@@ -49,6 +49,17 @@ def cupy_module() -> types.ModuleType:
     return _cupy
 
 
+def nccl_module() -> types.ModuleType:
+    """CuPy's NCCL bindings (`cupy.cuda.nccl`), for multi-GPU collectives in `tinytensor.distributed`."""
+    cupy_module()
+    try:
+        from cupy.cuda import nccl
+    except ImportError as error:
+        raise DeviceUnavailableError("NCCL collectives need CuPy built with NCCL (cupy-cudaXXx wheels include it)") \
+            from error
+    return nccl
+
+
 def cuda_is_available() -> bool:
     """True when CuPy imports and sees at least one GPU."""
     try:

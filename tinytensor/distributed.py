@@ -387,8 +387,7 @@ class _NcclBackend:
     """
 
     def __init__(self, comm):
-        cupy = backend.cupy_module()
-        from cupy.cuda import nccl
+        cupy, nccl = backend.cupy_module(), backend.nccl_module()
 
         local_rank = int(os.environ.get("MPI_LOCALRANKID", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")))
         cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
