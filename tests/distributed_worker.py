@@ -67,7 +67,8 @@ def check_gradients(rank: int) -> dict:
     own = np.concatenate([p.grad.numpy().ravel() for p in params])
     dist.all_reduce_gradients(params, bucket_bytes=2048)  # small buckets: several calls
     averaged = np.concatenate([p.grad.numpy().ravel() for p in params])
-    all_own, all_averaged = dist.all_gather_object(own), dist.all_gather_object(averaged)
+    all_own = np.asarray(dist.all_gather_object(own.tolist()))
+    all_averaged = np.asarray(dist.all_gather_object(averaged.tolist()))
     return {"identical_on_every_rank": all(np.array_equal(all_averaged[0], a) for a in all_averaged),
             "error_vs_mean": float(np.max(np.abs(averaged - np.mean(all_own, axis=0)))),
             "buckets": len(dist.plan_buckets(params, 2048))}

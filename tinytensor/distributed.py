@@ -167,12 +167,11 @@ def barrier(timeout: float | None = None) -> None:
 
 
 def all_gather_object(value, timeout: float | None = None) -> list:
-    """[value of rank 0, value of rank 1, …] on every rank, for small picklable values."""
+    """[value of rank 0, value of rank 1, …] on every rank, for small JSON-serialisable values (sent as JSON text:
+    floats round-trip exactly, and nothing received is ever executed as code)."""
     if _world.world_size == 1:
         return [value]
-    import pickle
-
-    payload = numpy.frombuffer(pickle.dumps(value), dtype=numpy.uint8)
+    payload = numpy.frombuffer(json.dumps(value).encode("utf-8"), dtype=numpy.uint8)
     sizes = numpy.zeros(_world.world_size, dtype=numpy.int64)
     sizes[_world.rank] = payload.size
     _mpi.all_reduce(sizes, "sum", _timeout(timeout))
@@ -180,7 +179,7 @@ def all_gather_object(value, timeout: float | None = None) -> list:
     offsets = numpy.concatenate([[0], numpy.cumsum(sizes)])
     gathered[offsets[_world.rank]:offsets[_world.rank + 1]] = payload
     _mpi.all_reduce(gathered, "sum", _timeout(timeout))  # each rank fills its own slot; the rest stay 0
-    return [pickle.loads(gathered[offsets[i]:offsets[i + 1]].tobytes()) for i in range(_world.world_size)]
+    return [json.loads(gathered[offsets[i]:offsets[i + 1]].tobytes()) for i in range(_world.world_size)]
 
 
 def _timeout(timeout: float | None) -> float | None:
