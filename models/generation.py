@@ -33,21 +33,29 @@ class CausalLM:
 
     @tt.no_grad()
     def generate(self, input_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, eos_token_id: int | None = None, use_cache: bool = True) -> tt.Tensor:
-        """Append up to max_new_tokens ids to input_ids [B, T] (temperature 0: greedy). With the cache each step
-        feeds only the newest token; once the context fills `context_window`, both ways re-read the last
-        `context_window` tokens from position 0, so cached and uncached decoding choose the same tokens.
-        Stops early when every row has produced eos_token_id; finished rows keep receiving eos_token_id."""
+                 top_p: float | None = None, eos_token_id: int | None = None, use_cache: bool = True,
+                 attention_mask=None) -> tt.Tensor:
+        """Append up to max_new_tokens ids to input_ids [B, T] (temperature 0: greedy).
+
+        attention_mask [B, T] (1 = token, 0 = pad) lets prompts of different lengths share a batch: pad them on
+        the left; each row's positions then count its real tokens only (cumsum(mask) − 1, as Hugging Face's
+        generate), so a padded row continues exactly as it would alone. With the cache each step feeds only the
+        newest token; once the context fills `context_window`, both ways re-read the last `context_window` tokens
+        from position 0, so cached and uncached decoding choose the same tokens. Stops early when every row has
+        produced eos_token_id; finished rows keep receiving eos_token_id.
+        """
         ids = as_ids(input_ids)
+        mask = numpy.ones(ids.shape, dtype=numpy.int64) if attention_mask is None else as_ids(attention_mask).numpy()
         was_training, window = self.training, self.context_window
         self.eval()
-        caches, finished = None, numpy.zeros(ids.shape[0], dtype=bool)
+        caches, start, finished = None, 0, numpy.zeros(ids.shape[0], dtype=bool)
         for _ in range(max_new_tokens):
             if use_cache and caches is not None and caches[0].length < window:
-                logits = self(ids[:, -1:], caches=caches)
+                logits = self._step(ids[:, -1:], mask[:, start:], caches)
             else:
+                start = max(0, ids.shape[1] - window)
                 caches = [nn.KVCache() for _ in range(self.num_layers)] if use_cache else None
-                logits = self(ids[:, -window:], caches=caches)
+                logits = self._step(ids[:, start:], mask[:, start:], caches)
             next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p)
             if eos_token_id is not None:
                 chosen = next_id.numpy()
@@ -55,10 +63,18 @@ class CausalLM:
                 finished |= chosen[:, 0] == eos_token_id
                 next_id = tt.tensor(chosen, device=ids.device)
             ids = tt.cat([ids, next_id], dim=1)
+            mask = numpy.concatenate([mask, numpy.ones((mask.shape[0], 1), dtype=mask.dtype)], axis=1)
             if finished.all():
                 break
         self.train(was_training)
         return ids
+
+    def _step(self, new_ids: tt.Tensor, window_mask, caches):
+        """Logits for new_ids, the last tokens of a window whose mask is window_mask [B, Tk]; positions count
+        each row's real tokens within the window."""
+        positions = numpy.maximum(numpy.cumsum(window_mask, axis=1) - 1, 0)[:, -new_ids.shape[1]:]
+        mask = None if window_mask.all() else window_mask
+        return self(new_ids, attention_mask=mask, caches=caches, position_ids=positions)
 
 
 def sample_next_token(logits: tt.Tensor, temperature: float = 1.0, top_k: int | None = None,

@@ -158,16 +158,21 @@ class GPT2Model(PretrainedModel):
         if isinstance(module, nn.Linear):
             nn.init.zeros_(module.bias)
 
-    def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None) -> tt.Tensor:
+    def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None,
+                position_ids=None) -> tt.Tensor:
         """input_ids [B, T] → hidden states [B, T, C]. attention_mask [B, Tk] (1 = token, 0 = pad) covers the
-        cached keys too. caches: one nn.KVCache per layer; positions then start at the cached length."""
+        cached keys too. caches: one nn.KVCache per layer; positions then start at the cached length, unless
+        position_ids [B, T] give them (as `generate` does for left-padded prompts)."""
         input_ids = as_ids(input_ids)
         past = caches[0].length if caches else 0
         time = input_ids.shape[1]
         if past + time > self.config.n_positions:
             raise ValueError(f"positions up to {past + time} exceed n_positions {self.config.n_positions}")
         key_mask = key_padding_mask(attention_mask, input_ids.device)        # [B, 1, 1, Tk], keys only
-        positions = tt.arange(past, past + time, device=input_ids.device)
+        if position_ids is None:
+            positions = tt.arange(past, past + time, device=input_ids.device)
+        else:
+            positions = as_ids(position_ids).to(input_ids.device)
         h = self.drop(self.wte(input_ids) + self.wpe(positions))
         for i, block in enumerate(self.h):
             h = block(h, key_mask, caches[i] if caches else None)
@@ -193,9 +198,10 @@ class GPT2LMHeadModel(PretrainedModel, CausalLM):
         else:
             nn.init.normal_(self.lm_head.weight, mean=0.0, std=config.initializer_range)
 
-    def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None) -> tt.Tensor:
-        """input_ids [B, T] → logits [B, T, V]; attention_mask and caches as in GPT2Model.forward."""
-        return self.lm_head(self.transformer(input_ids, attention_mask, caches))
+    def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None,
+                position_ids=None) -> tt.Tensor:
+        """input_ids [B, T] → logits [B, T, V]; the other arguments as in GPT2Model.forward."""
+        return self.lm_head(self.transformer(input_ids, attention_mask, caches, position_ids))
 
     @property
     def context_window(self) -> int:

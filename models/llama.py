@@ -155,12 +155,17 @@ class LlamaModel(PretrainedModel):
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
             module.weight.data[module.padding_idx] = 0
 
-    def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None) -> tt.Tensor:
+    def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None,
+                position_ids=None) -> tt.Tensor:
         """input_ids [B, T] → hidden states [B, T, H]. attention_mask [B, Tk] (1 = token, 0 = pad) covers cached
-        keys too. caches: one nn.KVCache per layer; positions then start at the cached length."""
+        keys too. caches: one nn.KVCache per layer; positions then start at the cached length (not shifted for
+        left padding, as Hugging Face), unless position_ids [B, T] give them (as `generate` does)."""
         input_ids = as_ids(input_ids)
         past = caches[0].length if caches else 0
-        positions = slice(past, past + input_ids.shape[1])   # not shifted for left padding, as Hugging Face
+        if position_ids is None:
+            positions = slice(past, past + input_ids.shape[1])
+        else:
+            positions = as_ids(position_ids).to(input_ids.device).data
         key_mask = key_padding_mask(attention_mask, input_ids.device)        # [B, 1, 1, Tk], keys only
         h = self.embed_tokens(input_ids)
         for i, layer in enumerate(self.layers):
@@ -186,9 +191,10 @@ class LlamaForCausalLM(PretrainedModel, CausalLM):
         else:
             nn.init.normal_(self.lm_head.weight, mean=0.0, std=config.initializer_range)
 
-    def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None) -> tt.Tensor:
-        """input_ids [B, T] → logits [B, T, V]; attention_mask and caches as in LlamaModel.forward."""
-        return self.lm_head(self.model(input_ids, attention_mask, caches))
+    def forward(self, input_ids, attention_mask=None, caches: list[nn.KVCache] | None = None,
+                position_ids=None) -> tt.Tensor:
+        """input_ids [B, T] → logits [B, T, V]; the other arguments as in LlamaModel.forward."""
+        return self.lm_head(self.model(input_ids, attention_mask, caches, position_ids))
 
     @property
     def context_window(self) -> int:

@@ -46,3 +46,23 @@ def test_bad_sampling_settings_are_rejected():
         sample_next_token(logits, temperature=-1)
     with pytest.raises(ValueError, match="top_p"):
         keep_top_p(logits, 1.5)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_left_padded_prompts_generate_what_each_prompt_generates_alone(family, use_cache):
+    """attention_mask lets prompts of different lengths share a batch: each row continues as it would alone (pads
+    masked out, positions counted from each row's first real token)."""
+    import test_models_gpt2
+    import test_models_llama
+
+    model = {"gpt2": test_models_gpt2.tiny_model, "llama": test_models_llama.tiny_model}[family]()
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        short, long_ = rng.integers(0, 20, 2).tolist(), rng.integers(0, 20, 5).tolist()
+        batch = np.array([[9, 9, 9] + short, long_])  # the short prompt left-padded with an arbitrary id
+        mask = np.array([[0, 0, 0, 1, 1], [1, 1, 1, 1, 1]])
+        together = model.generate(batch, 5, temperature=0, attention_mask=mask, use_cache=use_cache).numpy()
+        for row, prompt in enumerate([short, long_]):
+            alone = model.generate(np.array([prompt]), 5, temperature=0, use_cache=use_cache).numpy()[0]
+            np.testing.assert_array_equal(together[row, -5:], alone[-5:])
