@@ -48,15 +48,82 @@ def test_bad_sampling_settings_are_rejected():
         keep_top_p(logits, 1.5)
 
 
-@pytest.mark.parametrize("use_cache", [True, False])
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_left_padded_prompts_generate_what_each_prompt_generates_alone(family, use_cache):
-    """attention_mask lets prompts of different lengths share a batch: each row continues as it would alone (pads
-    masked out, positions counted from each row's first real token)."""
+# ---- CausalLM (models/generation.py): the decoding loop GPT-2 and LLaMA share ---------------------------------------
+FAMILIES = ["gpt2", "llama"]
+
+
+def tiny_causal_lm(family: str):
+    """A float64 model with large random weights (greedy choices are not near-ties) and 12 positions."""
     import test_models_gpt2
     import test_models_llama
 
-    model = {"gpt2": test_models_gpt2.tiny_model, "llama": test_models_llama.tiny_model}[family]()
+    return {"gpt2": test_models_gpt2.tiny_model, "llama": test_models_llama.tiny_model}[family]()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("max_new_tokens", [5, 14])  # 14 runs past the 12 positions: the context slides
+def test_cached_greedy_generation_equals_uncached(family, max_new_tokens):
+    model = tiny_causal_lm(family)
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    cached = model.generate(prompt, max_new_tokens, temperature=0)
+    uncached = model.generate(prompt, max_new_tokens, temperature=0, use_cache=False)
+    assert cached.shape == (2, 3 + max_new_tokens)
+    np.testing.assert_array_equal(cached.numpy(), uncached.numpy())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cached_sampling_equals_uncached_with_the_same_seed(family):
+    model = tiny_causal_lm(family)
+    prompt = np.array([[1, 2, 3]])
+    tt.manual_seed(7)
+    cached = model.generate(prompt, 6, temperature=0.8, top_k=10, top_p=0.9)
+    tt.manual_seed(7)
+    uncached = model.generate(prompt, 6, temperature=0.8, top_k=10, top_p=0.9, use_cache=False)
+    np.testing.assert_array_equal(cached.numpy(), uncached.numpy())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cached_forward_equals_full_forward_with_padding(family):
+    """Feeding a left-padded batch one token at a time through the cache gives the full forward's logits."""
+    from tinytensor.nn import KVCache
+
+    model = tiny_causal_lm(family).eval()
+    ids = np.array([[0, 0, 7, 8, 9], [3, 4, 5, 6, 7]])
+    mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    full = model(ids, attention_mask=mask).numpy()
+    caches = [KVCache() for _ in range(model.num_layers)]
+    steps = [model(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], caches=caches).numpy() for t in range(5)]
+    real = mask.astype(bool)
+    np.testing.assert_allclose(np.concatenate(steps, axis=1)[real], full[real], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generation_stops_at_eos_and_pads_finished_rows(family):
+    model = tiny_causal_lm(family)
+    prompt = np.array([[1, 2, 3], [4, 5, 6]])
+    greedy = model.generate(prompt, 8, temperature=0).numpy()
+    eos = int(greedy[0, 3])  # row 0's first new token
+    stopped = model.generate(prompt, 8, temperature=0, eos_token_id=eos).numpy()
+    assert (stopped[0, 3:] == eos).all()
+    if not (greedy[1, 3:] == eos).any():
+        assert stopped.shape[1] == greedy.shape[1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_padding_does_not_change_real_positions_with_right_padding(family):
+    model = tiny_causal_lm(family).eval()
+    ids = np.array([[5, 6, 7, 8, 0, 0]])
+    mask = np.array([[1, 1, 1, 1, 0, 0]])
+    padded = model(ids, attention_mask=mask).numpy()
+    np.testing.assert_allclose(padded[0, :4], model(ids[:, :4]).numpy()[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_left_padded_prompts_generate_what_each_prompt_generates_alone(family, use_cache):
+    """attention_mask lets prompts of different lengths share a batch: each row continues as it would alone (pads
+    masked out, positions counted from each row's first real token)."""
+    model = tiny_causal_lm(family)
     rng = np.random.default_rng(7)
     for _ in range(4):
         short, long_ = rng.integers(0, 20, 2).tolist(), rng.integers(0, 20, 5).tolist()
