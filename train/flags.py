@@ -1,12 +1,15 @@
 """Command-line flags from config dataclasses, shared by every trainer: `--n-layer 2` for a field `n_layer`.
 
 Each trainer layers its settings the same way: preset, then the flags the user actually gave (`explicit_flags`),
-so an unset flag never overrides a preset or a resumed run's saved value.
+so an unset flag never overrides a preset or a resumed run's saved value. `run_command` is the one `main` of the
+registry-based trainers (train.lm, train.mlm): a mistake the user can fix prints one line and exits with 2.
 """
 from __future__ import annotations
 
 import argparse
 import inspect
+import sys
+from collections.abc import Callable
 
 
 def flag_type(annotation):
@@ -37,3 +40,14 @@ def config_fields(config_class: type, exclude: set[str] | frozenset[str] = froze
 def explicit_flags(args: argparse.Namespace) -> dict:
     """The flags the user gave (argparse leaves the others None)."""
     return {k: v for k, v in vars(args).items() if v is not None}
+
+
+def run_command(argv: list[str] | None, parse_args: Callable, make_run: Callable, train: Callable,
+                user_errors: tuple[type[BaseException], ...]) -> int:
+    """parse_args(argv) -> (args, model name); make_run(args, name) prepares the run; train(run) -> exit code."""
+    try:
+        run = make_run(*parse_args(argv))
+    except user_errors as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return train(run)

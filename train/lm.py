@@ -34,7 +34,7 @@ import tinytensor.distributed as dist
 import tinytensor.io as tio
 from models.tokenizers import DEFAULT_SPECIAL_TOKEN, ByteLevelBPETokenizer
 from train.corpus import CorpusError, CorpusUnavailableError, get_batch, load_corpus
-from train.flags import config_fields, explicit_flags, flag_type
+from train.flags import config_fields, explicit_flags, flag_type, run_command
 from train.loop import Trainer, TrainConfig, init_distributed
 
 # name → (module, config class, causal-LM class), imported on first use so a missing models/llama.py only
@@ -298,13 +298,7 @@ USER_ERRORS = (CorpusError, CorpusUnavailableError, tio.CheckpointError, OSError
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args, model_name = parse_args(argv)
-        run = Run(args, model_name)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return train(run)
+    return run_command(argv, parse_args, Run, train, USER_ERRORS)
 
 
 def train(run: Run) -> int:

@@ -46,9 +46,9 @@ import tinytensor as tt
 import tinytensor.distributed as dist
 import tinytensor.io as tio
 from models.tokenizers.wordpiece import CLS, MASK, SEP, SPECIAL_TOKENS, WordPieceTokenizer
-from train.corpus import CorpusError, CorpusUnavailableError, load_corpus
-from train.flags import config_fields, explicit_flags
-from train.lm import ModelUnavailableError
+from train.corpus import CorpusError, load_corpus
+from train.flags import config_fields, explicit_flags, run_command
+from train.lm import USER_ERRORS, ModelUnavailableError
 from train.loop import Trainer, TrainConfig, init_distributed
 from train.wordpiece_trainer import train_tokenizer
 
@@ -438,18 +438,8 @@ class Run:
         return {"model": self.model_name, "unigram_token": self.tokenizer.id_to_token(unigram_id), **scores}
 
 
-USER_ERRORS = (CorpusError, CorpusUnavailableError, tio.CheckpointError, OSError, ValueError, KeyError,
-               tt.backend.DeviceUnavailableError, ModelUnavailableError, dist.RankMismatchError)
-
-
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args, model_name = parse_args(argv)
-        run = Run(args, model_name)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return train(run)
+    return run_command(argv, parse_args, Run, train, USER_ERRORS)
 
 
 def train(run: Run) -> int:
