@@ -149,12 +149,25 @@ class WordVocabulary:
     def decode(self, ids: Sequence[int]) -> str:
         return " ".join(self.words[i] for i in ids)
 
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    def to_dict(self) -> dict:
+        return {"type": "word", "words": self.words}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WordVocabulary:
+        if not isinstance(data, dict) or data.get("type") != "word" or not isinstance(data.get("words"), list):
+            raise ValueError("expected a word vocabulary record ({'type': 'word', 'words': [...]})")
+        return cls(data["words"])
+
     def save(self, path: str | Path) -> None:
-        atomic_write_text(path, json.dumps({"type": "word", "words": self.words}, ensure_ascii=False))
+        atomic_write_text(path, json.dumps(self.to_dict(), ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | Path) -> WordVocabulary:
-        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["words"])
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 # ---- batches ------------------------------------------------------------------------------------------------------

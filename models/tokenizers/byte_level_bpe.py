@@ -181,6 +181,19 @@ class ByteLevelBPETokenizer:
         lines = [_MERGES_HEADER, *(f"{first} {second}" for first, second in self._merges)]
         atomic_write_text(directory / "merges.txt", "\n".join(lines) + "\n")
 
+    def to_dict(self) -> dict:
+        """JSON-ready description (a training run keeps its tokenizer inside its checkpoint record)."""
+        return {"type": "byte_level_bpe", "vocab": list(self._id_to_token), "merges": [list(m) for m in self._merges],
+                "special_tokens": list(self._special_tokens)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ByteLevelBPETokenizer:
+        """Rebuild a tokenizer from `to_dict` output; ValueError if it is not one."""
+        if not isinstance(data, dict) or data.get("type") != "byte_level_bpe":
+            raise ValueError("expected a byte-level BPE tokenizer record ({'type': 'byte_level_bpe', ...})")
+        return cls({token: index for index, token in enumerate(data["vocab"])},
+                   [tuple(pair) for pair in data["merges"]], data["special_tokens"])
+
     @property
     def vocab_size(self) -> int:
         """Number of tokens, special tokens included."""

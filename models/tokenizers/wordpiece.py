@@ -164,6 +164,17 @@ class WordPieceTokenizer:
         config = {"tokenizer_class": "BertTokenizer", "do_lower_case": self.lowercase}
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
 
+    def to_dict(self) -> dict:
+        """JSON-ready description (a training run keeps its tokenizer inside its checkpoint record)."""
+        return {"type": "wordpiece", "vocab": list(self._id_to_token), "lowercase": self.lowercase}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WordPieceTokenizer:
+        """Rebuild a tokenizer from `to_dict` output; ValueError if it is not one."""
+        if not isinstance(data, dict) or data.get("type") != "wordpiece":
+            raise ValueError("expected a WordPiece tokenizer record ({'type': 'wordpiece', ...})")
+        return cls(data["vocab"], lowercase=data["lowercase"] is True)
+
     @property
     def vocab_size(self) -> int:
         """Number of tokens, special tokens included."""
