@@ -17,8 +17,8 @@ setup(
         # tinytensor.distributed over MPI: mpi4py, and MPICH's library and `mpiexec` as a wheel (no system MPI needed)
         "distributed": ["mpi4py>=4.0", "mpich>=4.2"],
         # the docs/ notebooks run inside pytest (tests/test_docs_notebooks.py) and draw with matplotlib
-        # and tests/test_distributed.py runs real `mpiexec -n 2` jobs
+        # and tests/test_distributed.py runs real `mpiexec -n 2` jobs; .ci/run checks the tree with ruff first
         "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.7", "nbclient>=0.9", "nbformat>=5.9",
-                 "ipykernel>=6.25", "mpi4py>=4.0", "mpich>=4.2"],
+                 "ipykernel>=6.25", "mpi4py>=4.0", "mpich>=4.2", "ruff>=0.6"],
     },
 )
