@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             return status
         scores = json.loads((Path(out) / "scores.json").read_text())
     print(f"\n== translate_quality ({machine()})")
-    print(f"training {scores.pop('training_seconds'):.0f} s, whole run {wall:.0f} s, peak RSS {peak_rss_mb():.0f} MiB")
+    print(f"{scores.pop('iterations')} iterations, whole run {wall:.0f} s, peak RSS {peak_rss_mb():.0f} MiB")
     for name, result in scores.items():
         print(f"{name:>7}: exact match {100 * result['exact_match']:.2f} %, BLEU {result['bleu']:.2f}, "
               f"decoding {result['seconds']:.1f} s")

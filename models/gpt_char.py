@@ -104,7 +104,8 @@ class CharLanguageModel(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), as_ids(targets).reshape(-1))
 
     @tt.no_grad()
-    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None) -> tt.Tensor:
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None) -> tt.Tensor:
         """Append `max_new_tokens` sampled ids to idx [B, T], feeding at most the last block_size ids each step."""
         idx = as_ids(idx)
         was_training = self.training
@@ -112,7 +113,7 @@ class CharLanguageModel(nn.Module):
         for _ in range(max_new_tokens):
             context = idx if self.block_size is None else idx[:, -self.block_size:]
             logits, _ = self(context)
-            next_id = sample_next_token(logits[:, -1, :], temperature, top_k)
+            next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p)
             idx = tt.cat([idx, next_id], dim=1)
         self.train(was_training)
         return idx

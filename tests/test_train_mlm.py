@@ -9,6 +9,7 @@ import pytest
 import tinytensor as tt
 import tinytensor.io as tio
 from train import mlm
+from train.cli import CommandError
 from train.loop import Trainer
 from train.wordpiece_trainer import train_tokenizer
 
@@ -21,8 +22,8 @@ MODEL_FLAGS = {"bert": SMALL, "albert": [*SMALL, "--embedding-size", "8"], "debe
 
 def _deberta_importable() -> bool:
     try:
-        mlm.model_classes("deberta")
-    except mlm.ModelUnavailableError:
+        mlm.TASK.model_classes("deberta")
+    except CommandError:
         return False
     return True
 
@@ -143,12 +144,12 @@ def test_a_short_run_writes_metrics_scores_a_checkpoint_and_an_hf_directory_with
     assert [r["iter"] for r in read_metrics(out) if "val_loss" in r] == [2, 4]
     checkpoint = tio.load_checkpoint(out / "checkpoint")
     assert checkpoint.step == 4
-    scores = json.loads((out / "metrics" / "scores.json").read_text())
+    scores = json.loads((out / "scores.json").read_text())
     assert 0 <= scores["mlm_accuracy"] <= 1 and 0 <= scores["unigram_baseline_accuracy"] <= 1
-    assert f"{mlm.MODELS[model_name].pair_task}_accuracy" in scores
+    assert f"{mlm.PAIR_TASKS[model_name]}_accuracy" in scores
     assert "masked-LM accuracy" in capsys.readouterr().out
 
-    trained = mlm.build_model(model_name, checkpoint.config["model"])
+    trained = mlm.TASK.build_model(model_name, checkpoint.config["model"])
     trained.load_state_dict(checkpoint.model)
     loaded = getattr(importlib.import_module(f"models.{model_name}"), model_class).from_pretrained(out / "hf")
     tokenizer = mlm.WordPieceTokenizer.from_pretrained(out / "hf")
@@ -194,7 +195,7 @@ def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(text_file, tmp_pat
     final_b = tio.load_checkpoint(tmp_path / "resumed" / "checkpoint").model
     for name in final_a:
         np.testing.assert_array_equal(final_a[name].numpy(), final_b[name].numpy())
-    scores = [json.loads((tmp_path / run / "metrics" / "scores.json").read_text()) for run in ("straight", "resumed")]
+    scores = [json.loads((tmp_path / run / "scores.json").read_text()) for run in ("straight", "resumed")]
     assert scores[0]["mlm_accuracy"] == scores[1]["mlm_accuracy"]
 
 
@@ -230,10 +231,10 @@ def test_deberta_before_its_model_exists_is_a_clear_error(text_file, tmp_path, c
 def test_deberta_trains_with_the_masked_lm_loss_only(text_file, tmp_path):
     out = tmp_path / "run"
     assert run_cli(text_file, out, "--max-iters", "2", "--eval-interval", "2", model="deberta") == 0
-    scores = json.loads((out / "metrics" / "scores.json").read_text())
+    scores = json.loads((out / "scores.json").read_text())
     assert "mlm_accuracy" in scores and "nsp_accuracy" not in scores and "sop_accuracy" not in scores
     checkpoint = tio.load_checkpoint(out / "checkpoint")
-    trained = mlm.build_model("deberta", checkpoint.config["model"])
+    trained = mlm.TASK.build_model("deberta", checkpoint.config["model"])
     trained.load_state_dict(checkpoint.model)
     loaded = importlib.import_module("models.deberta").DebertaForMaskedLM.from_pretrained(out / "hf")
     ids = mlm.WordPieceTokenizer.from_pretrained(out / "hf")(["to be or not", "that is"], padding=True)

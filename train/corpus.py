@@ -238,3 +238,13 @@ def get_batch(
     offsets = rng.integers(0, len(data) - block_size, size=batch_size)
     index = offsets[:, None] + np.arange(block_size)
     return data[index].astype(np.int64), data[index + 1].astype(np.int64)
+
+
+def require_windows(splits: dict[str, np.ndarray], block_size: int, unit: str = "ids") -> None:
+    """CorpusError unless every split is longer than one window of `block_size` (checked before training, so a
+    short validation split is found at once, not at the first evaluation)."""
+    for split, ids in splits.items():
+        if len(ids) <= block_size:
+            raise CorpusError(f"the {split} split has {len(ids)} {unit}, not more than --block-size {block_size}; "
+                              "give more text or a smaller --block-size")
+

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -37,14 +36,29 @@ from pathlib import Path
 import numpy as np
 
 import tinytensor as tt
-import tinytensor.distributed as dist
 import tinytensor.io as tio
 from models.classification import CLASSIFIERS
 from models.hf import read_config, read_weights
 from models.tokenizers.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
-from train.flags import config_fields, flag_type
-from train.loop import Trainer, TrainConfig, init_distributed
+from train.cli import CommandError, Run, Task, export_hf, write_scores
+from train.corpus import CorpusError
+from train.settings import ANY, BOOL, NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, setting
 from train.sift import SiftConfig, sift_loss
+
+
+@dataclasses.dataclass
+class FinetuneSettings:
+    """The data, the batches and the optional SiFT loss of a fine-tuning run."""
+
+    data: str | None = setting(None, ANY, "TSV of text<TAB>label or text_a<TAB>text_b<TAB>label (default: built-in)")
+    val_fraction: float = setting(0.2, OPEN_UNIT, "share of the rows held out")
+    batch_size: int = setting(32, POSITIVE, "rows per batch (per process with --ddp)", resumable=True)
+    max_length: int = setting(64, at_least(3), "tokens per example (longer ones are truncated)")
+    sift: bool = setting(False, BOOL, "add DeBERTa's scale-invariant adversarial loss")
+    sift_weight: float = setting(SiftConfig.weight, NON_NEGATIVE, "λ, the adversarial loss's weight")
+    sift_noise: float = setting(SiftConfig.noise, POSITIVE, "σ of the random start")
+    sift_step: float = setting(SiftConfig.step_size, POSITIVE, "ε, the ascent step size")
+
 
 TRAIN_PRESET = dict(max_iters=200, eval_interval=50, eval_iters=4, batch_size=32, max_length=64, lr=1e-3,
                     min_lr=1e-4, warmup_iters=10, weight_decay=0.01, beta2=0.999, grad_clip=1.0)
@@ -63,7 +77,7 @@ DERIVED_FIELDS = {"vocab_size", "num_labels", "pad_token_id"}
 EXAMPLE_ROWS = 1200
 
 
-class DataError(ValueError):
+class DataError(CorpusError):
     """The --data file cannot be used (a malformed line, too few rows or labels)."""
 
 
@@ -200,17 +214,6 @@ def accuracy(model, arrays: dict, batch_size: int = 64, device: str = "cpu") -> 
 
 
 # ---- model --------------------------------------------------------------------------------------------------------
-def model_name_of_directory(directory: str | Path) -> str:
-    """The --model name for a Hugging Face directory, from its config.json's model_type."""
-    config_file = Path(directory) / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"--from {directory}: no config.json (expected a Hugging Face checkpoint directory)")
-    model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    if model_type not in CLASSIFIERS:
-        raise ValueError(f"{config_file} has model_type {model_type!r}; train.finetune knows {', '.join(CLASSIFIERS)}")
-    return model_type
-
-
 def new_classifier(model_name: str, settings: dict, vocab_size: int, labels: list[str]):
     """A fresh classifier from the preset and flags, sized for the vocabulary and labels."""
     config_class, model_class = CLASSIFIERS[model_name]
@@ -230,182 +233,104 @@ def load_classifier(model_name: str, directory: str | Path, labels: list[str], o
     try:
         model.load_hf_state_dict(read_weights(Path(directory)), source=str(directory))
     except (RuntimeError, ValueError) as error:  # e.g. a classifier for another number of labels
-        raise ValueError(f"--from {directory} cannot be fine-tuned for {len(labels)} labels: {error}") from error
+        raise CommandError(f"--from {directory} cannot be fine-tuned for {len(labels)} labels: {error}") from error
     return model
 
 
-# ---- command line -------------------------------------------------------------------------------------------------
-def build_parser(config_class: type | None = None, add_help: bool = True) -> argparse.ArgumentParser:
-    """Common flags, TrainConfig's fields and (when known) every scalar field of the model's config."""
-    parser = argparse.ArgumentParser(prog="python -m train.finetune", description=__doc__, add_help=add_help,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=sorted(CLASSIFIERS), default=None, help="architecture (default bert)")
-    parser.add_argument("--from", dest="from_dir", help="Hugging Face directory with the encoder and vocab.txt")
-    parser.add_argument("--data", help="TSV of text<TAB>label or text_a<TAB>text_b<TAB>label (default: built-in)")
-    parser.add_argument("--out", default="runs/finetune", help="run directory")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--val-fraction", type=float, default=None, help="share of rows held out (default 0.2)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--max-length", type=int, help="tokens per example (longer ones are truncated)")
-    parser.add_argument("--sift", action="store_true", help="add DeBERTa's scale-invariant adversarial loss")
-    parser.add_argument("--sift-weight", type=float, help="λ, the adversarial loss's weight (default 1)")
-    parser.add_argument("--sift-noise", type=float, help="σ of the random start (default 1e-2)")
-    parser.add_argument("--sift-step", type=float, help="ε, the ascent step size (default 1e-4)")
-    parser.add_argument("--write-example", metavar="FILE", help="write the built-in task as a TSV and exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    parser.add_argument("--ddp", action="store_true",
-                        help="data-parallel over the processes of `mpiexec -n N` (--batch-size per process)")
-    train_fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in {"out_dir", "progress"}]
-    model_fields = config_fields(config_class) if config_class else {}
-    taken = {action.dest for action in parser._actions}
-    for name, kind in [*((f.name, flag_type(f.type)) for f in train_fields), *model_fields.items()]:
-        if name not in taken and name not in DERIVED_FIELDS:
-            parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, dest=name)
-    return parser
-
-
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, str]:
-    """Find the model first (--model, the --from directory or the run being resumed), then parse every flag."""
-    known, _ = build_parser(add_help=False).parse_known_args(argv)
-    if known.resume:
-        found, source = _saved_run(known.out)["model_name"], f"the checkpoint in {known.out}"
-    elif known.from_dir:
-        found, source = model_name_of_directory(known.from_dir), known.from_dir
-    else:
-        found, source = known.model or "bert", None
-    if known.model and known.model != found:
-        raise ValueError(f"--model {known.model} does not match {source}, which holds {found}")
-    return build_parser(CLASSIFIERS[found][0]).parse_args(argv), found
-
-
-def _saved_run(out: str | Path) -> dict:
-    return tio.load_checkpoint(Path(out) / "checkpoint").config
-
-
 # ---- the run ------------------------------------------------------------------------------------------------------
-class Run:
-    """Everything `train` needs, prepared and checked before training starts."""
+class FinetuneTask(Task):
+    command = "finetune"
+    doc = __doc__
+    models = {name: ("models.classification", config_class.__name__, model_class.__name__)
+              for name, (config_class, model_class) in CLASSIFIERS.items()}
+    default_model = "bert"
+    settings_class = FinetuneSettings
+    presets = {"tiny": {"*": TRAIN_PRESET, **MODEL_PRESETS}}
+    derived_fields = frozenset(DERIVED_FIELDS)
+    init_from_flag = "--from"
 
-    def __init__(self, args: argparse.Namespace, model_name: str):
-        self.args, self.model_name, self.out_dir = args, model_name, Path(args.out)
-        flags = {name: value for name, value in vars(args).items() if value is not None and value is not False}
-        saved = _saved_run(self.out_dir) if args.resume else None
-        if saved:
-            self.settings = {**saved["train"], **saved["data"], **flags}
-        else:
-            self.settings = {**TRAIN_PRESET, **(FROM_PRESET if args.from_dir else MODEL_PRESETS[model_name]),
-                             "val_fraction": 0.2, **flags}
-        tt.backend.require_device(self.device)
-        self.world_size = init_distributed(args.ddp, self.device)
-        self.examples = self._examples()
-        self.splits = split_examples(self.examples, self.settings["val_fraction"], self.settings.get("seed", 1337))
-        self.labels = saved["labels"] if saved else label_names(self.splits["train"])
-        self.tokenizer = self._tokenizer()
-        tt.manual_seed(self.settings.get("seed", 1337))
-        self.model = self._model(saved, flags).to(self.device)
-        max_length = min(self.settings["max_length"], self.model.config.max_position_embeddings)
-        self.arrays = {split: encode(self.tokenizer, rows, self.labels, max_length)
-                       for split, rows in self.splits.items()}
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--write-example", metavar="FILE", help="write the built-in task as a TSV and exit")
 
-    @property
-    def device(self) -> str:
-        return self.settings.get("device", "cpu")
-
-    def _examples(self) -> list[Example]:
-        data = self.args.data or self.settings.get("data")
-        return read_tsv(data) if data else example_task(seed=0)
-
-    def _tokenizer(self) -> WordPieceTokenizer:
-        source = self.out_dir / "tokenizer" if self.args.resume else self.args.from_dir
-        if source is not None:
-            return WordPieceTokenizer.from_pretrained(source)
-        return WordPieceTokenizer(build_vocab(self.splits["train"]))
-
-    def _model(self, saved: dict | None, flags: dict):
-        config_class, model_class = CLASSIFIERS[self.model_name]
-        if saved:
-            return model_class(config_class(**saved["model"]))
-        if self.args.from_dir:
-            overrides = {k: v for k, v in flags.items() if k in config_fields(config_class)}
-            return load_classifier(self.model_name, self.args.from_dir, self.labels, overrides)
-        return new_classifier(self.model_name, self.settings, self.tokenizer.vocab_size, self.labels)
-
-    def sift_config(self) -> SiftConfig | None:
-        if not (self.args.sift or self.settings.get("sift")):
+    def before_run(self, args: argparse.Namespace) -> int | None:
+        if not args.write_example:
             return None
-        given = {"weight": self.settings.get("sift_weight"), "noise": self.settings.get("sift_noise"),
-                 "step_size": self.settings.get("sift_step")}
-        return SiftConfig(**{k: v for k, v in given.items() if v is not None})
+        write_tsv(example_task(seed=0), args.write_example)
+        print(f"wrote {EXAMPLE_ROWS} rows of the built-in task to {args.write_example}")
+        return 0
 
-    def trainer(self) -> Trainer:
-        config = TrainConfig.from_dict({**self.settings, "out_dir": str(self.out_dir),
-                                        "progress": not self.args.no_progress})
-        sift = self.sift_config()
-        data = {key: self.settings.get(key) for key in ("batch_size", "max_length", "val_fraction", "sift_weight",
-                                                        "sift_noise", "sift_step")}
-        data.update(data=str(self.args.data or self.settings.get("data") or "") or None, sift=sift is not None)
-        run_config = {"model_name": self.model_name, "model": dataclasses.asdict(self.model.config),
-                      "labels": self.labels, "data": data}
-        loss_fn = classification_loss if sift is None else (lambda model, batch: sift_loss(model, batch, sift))
-        global_batch = self.settings["batch_size"] * self.world_size  # each process keeps batch_size rows
-        return Trainer(self.model, config, random_batches(self.arrays, global_batch),
-                       run_config=run_config, loss_fn=loss_fn)
+    def preset_settings(self, preset_name: str, model_name: str, args) -> dict:
+        """With --from the encoder is pre-trained: no architecture from the preset, and a small learning rate."""
+        if args.init_from:
+            return {**TRAIN_PRESET, **FROM_PRESET}
+        return super().preset_settings(preset_name, model_name, args)
 
-    def describe(self) -> str:
-        pairs = " (sentence pairs)" if self.examples[0].text_pair is not None else ""
-        source = f"from {self.args.from_dir}" if self.args.from_dir else "from scratch"
-        return (f"{self.model_name} {source}: {self.model.num_parameters() / 1e6:.3f} M parameters, vocabulary "
-                f"of {self.tokenizer.vocab_size}; {len(self.splits['train'])} training and "
-                f"{len(self.splits['val'])} held-out rows{pairs}, labels {self.labels}"
-                f"{', SiFT' if self.sift_config() else ''}")
+    def tokenizer_from_dict(self, data: dict) -> WordPieceTokenizer:
+        return WordPieceTokenizer.from_dict(data)
 
-    def scores(self) -> dict:
-        """Accuracy on the held-out and training rows, written to <out>/scores.json."""
-        batch_size = self.settings["batch_size"]
-        return {"val_accuracy": accuracy(self.model, self.arrays["val"], batch_size, self.device),
-                "train_accuracy": accuracy(self.model, self.arrays["train"], batch_size, self.device),
-                "val_rows": len(self.splits["val"]), "labels": self.labels}
+    def prepare(self, run: Run) -> None:
+        data = run.settings["data"]
+        examples = read_tsv(data) if data else example_task(seed=0)
+        splits = split_examples(examples, run.settings["val_fraction"], run.seed)
+        labels = run.saved["task"]["labels"] if run.saved else label_names(splits["train"])
+        run.tokenizer = self._tokenizer(run, splits)
+        run.model = self._model(run, labels).to(run.device)
+        run.model_config = dataclasses.asdict(run.model.config)
+        max_length = min(run.settings["max_length"], run.model.config.max_position_embeddings)
+        arrays = {split: encode(run.tokenizer, rows, labels, max_length) for split, rows in splits.items()}
+        run.batches = random_batches(arrays, run.settings["batch_size"] * run.world_size)
+        sift = self.sift_config(run.settings)
+        run.loss_fn = classification_loss if sift is None else (lambda model, batch: sift_loss(model, batch, sift))
+        run.record_extra = {"labels": labels}
+        run.scratch = {"arrays": arrays, "examples": None if data else examples}
+        pairs = " (sentence pairs)" if examples[0].text_pair is not None else ""
+        source = f"from {run.args.init_from}" if run.args.init_from else "from scratch"
+        run.description = (f"{run.model_name} {source}: {run.model.num_parameters() / 1e6:.3f} M parameters, "
+                           f"vocabulary of {run.tokenizer.vocab_size}; {len(splits['train'])} training and "
+                           f"{len(splits['val'])} held-out rows{pairs}, labels {labels}{', SiFT' if sift else ''}")
 
+    def _tokenizer(self, run: Run, splits: dict) -> WordPieceTokenizer:
+        if run.saved is not None:
+            return self.tokenizer_from_dict(run.saved["tokenizer"])
+        if run.args.init_from:
+            return WordPieceTokenizer.from_pretrained(run.args.init_from)
+        return WordPieceTokenizer(build_vocab(splits["train"]))
 
-USER_ERRORS = (DataError, tio.CheckpointError, OSError, ValueError, KeyError, tt.backend.DeviceUnavailableError,
-               dist.RankMismatchError)
+    def _model(self, run: Run, labels: list[str]):
+        if run.saved is not None:
+            return self.build_model(run.model_name, run.saved["model"])
+        if run.args.init_from:
+            return load_classifier(run.model_name, run.args.init_from, labels, run.model_flags)
+        settings = {**run.model_flags, "max_length": run.settings["max_length"]}
+        try:
+            return new_classifier(run.model_name, settings, run.tokenizer.vocab_size, labels)
+        except ValueError as error:
+            raise CommandError(f"model config: {error}") from error
 
+    @staticmethod
+    def sift_config(settings: dict) -> SiftConfig | None:
+        if not settings["sift"]:
+            return None
+        return SiftConfig(settings["sift_weight"], settings["sift_noise"], settings["sift_step"])
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args, model_name = parse_args(argv)
-        if args.write_example:
-            write_tsv(example_task(seed=0), args.write_example)
-            print(f"wrote {EXAMPLE_ROWS} rows of the built-in task to {args.write_example}")
-            return 0
-        run = Run(args, model_name)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return train(run)
-
-
-def train(run: Run) -> int:
-    """Fit on the shared loop, then write hf/ and scores.json (also after Ctrl-C) and print the accuracy (files
-    and prints from rank 0 only, in DDP)."""
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main_process():
-        run.tokenizer.save_pretrained(run.out_dir / "tokenizer")
-        if not (run.args.data or run.settings.get("data")):
-            write_tsv(run.examples, run.out_dir / "data.tsv")
-        print(run.describe())
-    trainer = run.trainer()
-    trainer.fit(resume=run.args.resume)
-    if not dist.is_main_process():
+    def finish(self, run: Run, trainer) -> int:
+        """Write hf/, scores.json (also after Ctrl-C) and, for the built-in task, data.tsv; print the accuracy."""
+        hf_dir = export_hf(run)
+        if run.scratch["examples"] is not None:
+            write_tsv(run.scratch["examples"], run.directory.path / "data.tsv")
+        arrays, batch_size = run.scratch["arrays"], run.settings["batch_size"]
+        scores = {"val_accuracy": accuracy(run.model, arrays["val"], batch_size, run.device),
+                  "train_accuracy": accuracy(run.model, arrays["train"], batch_size, run.device),
+                  "val_rows": len(arrays["val"]["labels"]), "labels": run.record_extra["labels"],
+                  "iterations": trainer.iteration}
+        write_scores(run, scores)
+        print(f"held-out accuracy {scores['val_accuracy']:.3f} on {scores['val_rows']} rows "
+              f"(training rows {scores['train_accuracy']:.3f}); saved {hf_dir}")
         return 130 if trainer.interrupted else 0
-    hf_dir = run.out_dir / "hf"
-    run.model.save_pretrained(hf_dir)
-    run.tokenizer.save_pretrained(hf_dir)
-    scores = {**run.scores(), "iterations": trainer.iteration}
-    tio.atomic_write_text(run.out_dir / "scores.json", json.dumps(scores, indent=2) + "\n")
-    print(f"held-out accuracy {scores['val_accuracy']:.3f} on {scores['val_rows']} rows "
-          f"(training rows {scores['train_accuracy']:.3f}); saved {hf_dir}")
-    return 130 if trainer.interrupted else 0
+
+
+TASK = FinetuneTask()
+main = TASK.main
 
 
 if __name__ == "__main__":

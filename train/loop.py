@@ -41,35 +41,52 @@ import tinytensor.io as tio
 from tinytensor import nn
 from tinytensor.optim import AdamW, Optimizer
 from tinytensor.optim.lr_scheduler import warmup_cosine
+from train.settings import DEVICES, FRACTION, NON_NEGATIVE, POSITIVE, SettingError, setting
 
+METRICS_FILE = "metrics.jsonl"
 BatchFn = Callable[[str, np.random.Generator], tuple]
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings; defaults are nanoGPT's shakespeare-char CPU run."""
+    """Optimisation settings, each with its domain (train/settings.py); defaults are nanoGPT's shakespeare-char CPU
+    run. `out_dir` and `progress` come from the command's own flags (--out, --no-progress)."""
 
-    max_iters: int = 2000
-    eval_interval: int = 250
-    eval_iters: int = 20
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    lr_decay_iters: int | None = None  # None: decay over max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # 0 turns clipping off
-    grad_accum: int = 1
-    seed: int = 1337
-    device: str = "cpu"
+    max_iters: int = setting(2000, POSITIVE, "optimizer steps in all", resumable=True)
+    eval_interval: int = setting(250, POSITIVE, "iterations between evaluations and checkpoints", resumable=True)
+    eval_iters: int = setting(20, POSITIVE, "batches per split in each evaluation", resumable=True)
+    lr: float = setting(1e-3, POSITIVE, "peak learning rate", resumable=True)
+    min_lr: float = setting(1e-4, NON_NEGATIVE, "learning rate at the end of the cosine decay (<= --lr)",
+                            resumable=True)
+    warmup_iters: int = setting(100, NON_NEGATIVE, "iterations of linear warmup", resumable=True)
+    lr_decay_iters: int | None = setting(None, POSITIVE, "iterations of cosine decay (default: --max-iters)",
+                                         resumable=True)
+    weight_decay: float = setting(0.1, NON_NEGATIVE, "AdamW's decoupled weight decay", resumable=True)
+    beta1: float = setting(0.9, FRACTION, "Adam's first-moment decay", resumable=True)
+    beta2: float = setting(0.99, FRACTION, "Adam's second-moment decay", resumable=True)
+    grad_clip: float = setting(1.0, NON_NEGATIVE, "clip the gradient norm to this (0: no clipping)", resumable=True)
+    grad_accum: int = setting(1, POSITIVE, "micro-batches summed into each step", resumable=True)
+    max_nonfinite: int = setting(0, NON_NEGATIVE, "non-finite losses to skip (their step not taken) before the "
+                                 "run stops", resumable=True)
+    seed: int = setting(1337, NON_NEGATIVE, "seed of the weights, batches and dropout")
+    device: str = setting("cpu", DEVICES, "where to train", resumable=True)
     out_dir: str = "out"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_lr > self.lr:
+            raise SettingError(f"--min-lr {self.min_lr} is above --lr {self.lr}: the schedule decays from --lr "
+                               "down to --min-lr")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training met a non-finite loss (or parameters) more often than `max_nonfinite` allows; the last good
+    checkpoint is kept."""
 
 
 def init_distributed(ddp: bool, device: str = "cpu") -> int:
@@ -113,6 +130,10 @@ class Trainer:
         self.batch_rng = np.random.default_rng(config.seed)
         self.history: list[dict] = []
         self.interrupted = False
+        self.begun = False
+        self.nonfinite = 0          # non-finite losses met so far (their steps skipped)
+        self.saved_step = 0         # the iteration of the last checkpoint written or loaded
+        self.metrics_bytes = 0      # the length of metrics.jsonl that the last checkpoint has seen
 
     @property
     def is_main(self) -> bool:
@@ -120,24 +141,38 @@ class Trainer:
         return dist.is_main_process()
 
     # ---- the loop -------------------------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict:
-        """Train to `max_iters` (from the checkpoint in out_dir when resuming); returns the last losses."""
+    def begin(self, resume: bool = False) -> None:
+        """Make the run directory consistent before the first step: a resumed run loads its checkpoint and drops
+        the metrics lines logged after it; a fresh run commits its initial state as checkpoint 0 (so from now on
+        the directory holds this run: model, config and tokenizer together) and starts metrics.jsonl afresh."""
+        if self.begun:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.load_checkpoint()
         else:
             tt.manual_seed(self.config.seed)
+            self.save_checkpoint()
+        self._truncate_metrics()
+        self.begun = True
+
+    def fit(self, resume: bool = False) -> dict:
+        """Train to `max_iters` (from the checkpoint in out_dir when resuming); returns the last losses. Raises
+        NonFiniteLossError, with the last good checkpoint kept, when the loss stops being a number."""
+        self.begin(resume)
         if dist.get_world_size() > 1:
             self._join_ranks()
         bar = tqdm(total=self.config.max_iters, initial=self.iteration, disable=not (self.config.progress and
                    self.is_main), dynamic_ncols=True, desc="training")
-        with _deferred_interrupt(self):
-            while self.iteration < self.config.max_iters and not self._agreed_interrupt():
-                if self.iteration % self.config.eval_interval == 0 and self.iteration != self.evaluated_at:
-                    self.evaluate_and_save()
-                self._train_step(bar)
+        try:
+            with _deferred_interrupt(self):
+                while self.iteration < self.config.max_iters and not self._agreed_interrupt():
+                    if self.iteration % self.config.eval_interval == 0 and self.iteration != self.evaluated_at:
+                        self.evaluate_and_save()
+                    self._train_step(bar)
+        finally:
+            bar.close()
         self.interrupted = self._agreed_interrupt()  # the handler is gone: every rank now ends the same way
-        bar.close()
         if self.interrupted:
             self.save_checkpoint()
             if self.is_main:
@@ -180,15 +215,29 @@ class Trainer:
         if dist.get_world_size() > 1:
             dist.all_reduce_gradients(self.model.parameters())
             total_loss, tokens = self._global_step_stats(total_loss, tokens)
-        if self.config.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad()
         self.iteration += 1
+        if math.isfinite(total_loss):
+            if self.config.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+        self.optimizer.zero_grad()
         tokens_per_second = tokens / (time.perf_counter() - started)
         bar.update(1)
         bar.set_postfix(loss=f"{total_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_second:,.0f}")
         self._log({"iter": self.iteration, "loss": total_loss, "lr": lr, "tokens_per_sec": tokens_per_second})
+        if not math.isfinite(total_loss):
+            self._count_nonfinite(f"the training loss at iteration {self.iteration} is {total_loss}")
+
+    def _count_nonfinite(self, what: str) -> None:
+        """Skip (the step was not taken) or, past `max_nonfinite`, stop with the last good checkpoint kept."""
+        self.nonfinite += 1
+        if self.nonfinite > self.config.max_nonfinite:
+            self._stop_nonfinite(what)
+
+    def _stop_nonfinite(self, what: str) -> None:
+        raise NonFiniteLossError(f"{what}; stopped, keeping the checkpoint of iteration {self.saved_step} in "
+                                     f"{self.out_dir / 'checkpoint'} (lower --lr, set --grad-clip, or allow "
+                                     f"skipped steps with --max-nonfinite)")
 
     def learning_rate(self, iteration: int) -> float:
         if self.lr_schedule is not None:
@@ -236,6 +285,9 @@ class Trainer:
 
     def evaluate_and_save(self) -> dict:
         losses = self.estimate_loss()
+        if not all(math.isfinite(value) for value in losses.values()):
+            self._log({"iter": self.iteration, "train_loss": losses["train"], "val_loss": losses["val"]})
+            self._stop_nonfinite(f"the evaluation at iteration {self.iteration} gives losses {losses}")
         self.evaluated_at = self.iteration
         self.best_val = min(self.best_val, losses["val"])
         record = {"iter": self.iteration, "train_loss": losses["train"], "val_loss": losses["val"],
@@ -250,10 +302,25 @@ class Trainer:
 
     # ---- files --------------------------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
+        """Append one line of strict JSON to metrics.jsonl (a non-finite number is written as null)."""
         if not self.is_main:
             return
-        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+        clean = {key: value if not isinstance(value, float) or math.isfinite(value) else None
+                 for key, value in record.items()}
+        with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as file:
+            file.write(json.dumps(clean, allow_nan=False) + "\n")
+
+    def _metrics_size(self) -> int:
+        path = self.out_dir / METRICS_FILE
+        return path.stat().st_size if path.exists() else 0
+
+    def _truncate_metrics(self) -> None:
+        """Cut metrics.jsonl back to what the checkpoint had seen: a resumed run then logs exactly the lines of the
+        uninterrupted one, and a fresh run starts from an empty file."""
+        path = self.out_dir / METRICS_FILE
+        if self.is_main and path.exists() and path.stat().st_size > self.metrics_bytes:
+            with open(path, "r+b") as file:
+                file.truncate(self.metrics_bytes)
 
     def _plot(self) -> None:
         """Redraw loss.png from the eval history (skipped quietly when matplotlib is not installed). It draws on a
@@ -274,9 +341,13 @@ class Trainer:
         figure.savefig(self.out_dir / "loss.png", dpi=100, bbox_inches="tight")
 
     def save_checkpoint(self) -> None:
-        """Parameters, optimizer, iteration and random streams, written atomically (by rank 0 only)."""
+        """Parameters, optimizer, iteration, random streams and how much of metrics.jsonl they have seen, written
+        atomically (by rank 0 only). Parameters that are no longer finite are never saved."""
         if not self.is_main:
             return
+        if not all(bool(p.xp.isfinite(p.data).all()) for p in self.model.parameters()):
+            self._stop_nonfinite(f"the parameters are not finite at iteration {self.iteration}")
+        self.metrics_bytes = self._metrics_size() if self.begun else 0
         tio.save_checkpoint(
             self.out_dir / "checkpoint",
             model_state=self.model.state_dict(),
@@ -285,8 +356,10 @@ class Trainer:
             config={**self.run_config, "train": asdict(self.config)},
             step=self.iteration,
             extra={"batch_rng": self.batch_rng.bit_generator.state, "best_val": self.best_val,
-                   "evaluated_at": self.evaluated_at, "history": self.history},
+                   "evaluated_at": self.evaluated_at, "history": self.history, "nonfinite": self.nonfinite,
+                   "metrics_bytes": self.metrics_bytes},
         )
+        self.saved_step = self.iteration
 
     def load_checkpoint(self) -> None:
         path = self.out_dir / "checkpoint"
@@ -294,11 +367,13 @@ class Trainer:
         self.model.load_state_dict(checkpoint.model)
         self.optimizer.load_state_dict(checkpoint.optimizer)
         tt.set_rng_state(checkpoint.rng)
-        self.iteration = checkpoint.step
+        self.iteration = self.saved_step = checkpoint.step
         self.batch_rng.bit_generator.state = checkpoint.extra["batch_rng"]
         self.best_val = checkpoint.extra["best_val"]
         self.evaluated_at = checkpoint.extra["evaluated_at"]
         self.history = checkpoint.extra["history"]
+        self.nonfinite = checkpoint.extra.get("nonfinite", 0)
+        self.metrics_bytes = checkpoint.extra.get("metrics_bytes", self._metrics_size())
 
 
 class _deferred_interrupt:  # noqa: N801 - used like a function, as a context manager

@@ -30,132 +30,57 @@ vocab.txt, which `BertForPreTraining.from_pretrained` (or the ALBERT / DeBERTa c
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib
 import inspect
-import json
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 import tinytensor as tt
 import tinytensor.distributed as dist
-import tinytensor.io as tio
 from models.tokenizers.wordpiece import CLS, MASK, SEP, SPECIAL_TOKENS, WordPieceTokenizer
+from train.cli import CommandError, Run, Task, export_hf, write_scores
 from train.corpus import CorpusError, load_corpus
-from train.flags import config_fields, explicit_flags, run_command
-from train.lm import USER_ERRORS, ModelUnavailableError
-from train.loop import Trainer, TrainConfig, init_distributed
+from train.settings import ANY, BOOL, NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, setting
 from train.wordpiece_trainer import train_tokenizer
 
 IGNORE_INDEX = -100  # label of positions that are not predicted (F.cross_entropy's ignore_index)
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    """Where a model lives and which sentence-pair task it learns besides the masked LM ("nsp", "sop" or None)."""
+@dataclass
+class MLMSettings:
+    """The data, the vocabulary, the masking and the final evaluation of a train.mlm run."""
 
-    module: str
-    config_class: str
-    model_class: str
-    pair_task: str | None
+    data: str | None = setting(None, ANY, "a UTF-8 text file (default: Shakespeare's plays, downloaded once)")
+    tokenizer: str | None = setting(None, ANY, "directory with a vocab.txt to use instead of learning one")
+    cased: bool = setting(False, BOOL, "learn a cased vocabulary (default: lowercase)")
+    vocab_size: int = setting(1500, at_least(len(SPECIAL_TOKENS) + 1), "size of the WordPiece vocabulary learned "
+                                                                        "from the data")
+    seq_length: int = setting(64, at_least(5), "tokens per example, [CLS] and two [SEP]s included")
+    batch_size: int = setting(32, POSITIVE, "examples per batch (per process with --ddp)", resumable=True)
+    mask_prob: float = setting(0.15, OPEN_UNIT, "share of the tokens chosen for prediction")
+    eval_batches: int = setting(20, NON_NEGATIVE, "held-out batches for the final accuracy", resumable=True)
 
 
-# imported on first use, so a missing models/deberta.py only matters to `--model deberta`
-MODELS = {"bert": ModelEntry("models.bert", "BertConfig", "BertForPreTraining", "nsp"),
-          "albert": ModelEntry("models.albert", "AlbertConfig", "AlbertForPreTraining", "sop"),
-          "deberta": ModelEntry("models.deberta", "DebertaConfig", "DebertaForMaskedLM", None)}
-
-DATA_PRESETS = {
+# the sentence-pair task each model learns besides the masked LM
+PAIR_TASKS = {"bert": "nsp", "albert": "sop", "deberta": None}
+PRESETS = {
     # a CPU run of minutes: pairs of 64 WordPiece ids, batch 32, a 1500-token vocabulary learned from the data
-    "tiny": dict(seq_length=64, batch_size=32, vocab_size=1500, mask_prob=0.15, max_iters=1200,
-                 eval_interval=200, eval_iters=5, lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99,
-                 weight_decay=0.01, grad_clip=1.0),
-}
-MODEL_PRESETS = {
-    "bert": {"tiny": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128, intermediate_size=512,
-                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)},
-    "albert": {"tiny": dict(num_hidden_layers=4, num_attention_heads=4, hidden_size=128, embedding_size=64,
+    "tiny": {"*": dict(seq_length=64, batch_size=32, vocab_size=1500, mask_prob=0.15, max_iters=1200,
+                       eval_interval=200, eval_iters=5, lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99,
+                       weight_decay=0.01, grad_clip=1.0),
+             "bert": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128, intermediate_size=512,
+                          hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+             "albert": dict(num_hidden_layers=4, num_attention_heads=4, hidden_size=128, embedding_size=64,
                             intermediate_size=512, hidden_act="gelu_new", classifier_dropout_prob=0.0,
-                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)},
-    # deberta-base's attention: disentangled content-to-position and position-to-content, no absolute positions
-    "deberta": {"tiny": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128, intermediate_size=512,
+                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+             # deberta-base's attention: disentangled content-to-position and position-to-content, no absolute
+             # positions
+             "deberta": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128, intermediate_size=512,
                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, relative_attention=True,
                              pos_att_type="c2p|p2c", position_biased_input=False)},
 }
-# set from the tokenizer and --seq-length, never from a preset or flag
-DERIVED_FIELDS = {"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "max_position_embeddings"}
-DATA_FIELDS = ("seq_length", "batch_size", "vocab_size", "mask_prob")
-
-
-def model_classes(name: str) -> tuple[type, type]:
-    """(config class, model class) for a registry name, importing its module now."""
-    if name not in MODELS:
-        raise ModelUnavailableError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    entry = MODELS[name]
-    try:
-        module = importlib.import_module(entry.module)
-        return getattr(module, entry.config_class), getattr(module, entry.model_class)
-    except (ImportError, AttributeError) as error:
-        raise ModelUnavailableError(f"--model {name} needs {entry.config_class} and {entry.model_class} from "
-                                    f"{entry.module}, which cannot be imported ({type(error).__name__}: {error})"
-                                    ) from error
-
-
-# ---- command line -------------------------------------------------------------------------------------------------
-def build_parser(config_class: type | None = None, add_help: bool = True) -> argparse.ArgumentParser:
-    """Common flags, TrainConfig's fields, and (when known) every scalar field of the model's config."""
-    parser = argparse.ArgumentParser(prog="python -m train.mlm", description=__doc__, add_help=add_help,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=sorted(MODELS), default=None, help="architecture (default bert)")
-    parser.add_argument("--preset", choices=sorted(DATA_PRESETS), default="tiny")
-    parser.add_argument("--data", help="a UTF-8 text file (default: Shakespeare's plays, downloaded once)")
-    parser.add_argument("--out", default="runs/mlm", help="run directory for checkpoints, metrics and hf/")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    parser.add_argument("--tokenizer", help="directory with a vocab.txt to use instead of learning one")
-    parser.add_argument("--cased", action="store_true", help="learn a cased vocabulary (default: lowercase)")
-    parser.add_argument("--vocab-size", type=int, help="size of the WordPiece vocabulary learned from the data")
-    parser.add_argument("--seq-length", type=int, help="tokens per example, [CLS] and [SEP]s included")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--mask-prob", type=float, help="fraction of tokens chosen for prediction (0.15)")
-    parser.add_argument("--eval-batches", type=int, default=20, help="held-out batches for the final accuracy")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    parser.add_argument("--ddp", action="store_true",
-                        help="data-parallel over the processes of `mpiexec -n N` (--batch-size per process)")
-    train_fields = {k: v for k, v in config_fields(TrainConfig).items() if k not in {"out_dir", "progress"}}
-    model_fields = _model_flag_fields(config_class) if config_class else {}
-    taken = {action.dest for action in parser._actions}
-    for name, kind in [*train_fields.items(), *model_fields.items()]:
-        if name not in taken:
-            parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None, dest=name)
-    return parser
-
-
-def _model_flag_fields(config_class: type) -> dict:
-    return config_fields(config_class, DERIVED_FIELDS)
-
-
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, str]:
-    """Find the model first (from --model or the run being resumed), then parse every flag with that model's
-    config fields. Returns (args, model name)."""
-    known, _ = build_parser(add_help=False).parse_known_args(argv)
-    model_name = choose_model_name(known)
-    args = build_parser(model_classes(model_name)[0]).parse_args(argv)
-    return args, model_name
-
-
-def choose_model_name(args: argparse.Namespace) -> str:
-    if not args.resume:
-        return args.model or "bert"
-    saved = tio.load_checkpoint(Path(args.out) / "checkpoint").config["model_name"]
-    if args.model and args.model != saved:
-        raise ModelUnavailableError(f"--model {args.model} does not match the checkpoint in {args.out}, "
-                                    f"which holds {saved}")
-    return saved
 
 
 # ---- data: lines → segments → pairs → masked batches --------------------------------------------------------------
@@ -339,143 +264,97 @@ def mlm_scores(model, batches: PairBatches, unigram_id: int, n_batches: int, see
 
 
 # ---- the run ------------------------------------------------------------------------------------------------------
-def get_tokenizer(args: argparse.Namespace, settings: dict, train_lines: list[str],
-                  out_dir: Path) -> WordPieceTokenizer:
-    """The run's tokenizer on resume, a given one, or one learned from the training lines."""
-    source = out_dir / "tokenizer" if args.resume else args.tokenizer
-    if source is not None:
-        return WordPieceTokenizer.from_pretrained(source)
-    if dist.is_main_process():
-        print(f"learning a WordPiece vocabulary of {settings['vocab_size']} tokens from {len(train_lines):,} lines")
-    return train_tokenizer(train_lines, settings["vocab_size"], lowercase=not args.cased)
+class MLMTask(Task):
+    command = "mlm"
+    doc = __doc__
+    models = {"bert": ("models.bert", "BertConfig", "BertForPreTraining"),
+              "albert": ("models.albert", "AlbertConfig", "AlbertForPreTraining"),
+              "deberta": ("models.deberta", "DebertaConfig", "DebertaForMaskedLM")}
+    default_model = "bert"
+    settings_class = MLMSettings
+    presets = PRESETS
+    derived_fields = frozenset({"vocab_size", "pad_token_id", "bos_token_id", "eos_token_id",
+                                "max_position_embeddings"})
+
+    def tokenizer_from_dict(self, data: dict) -> WordPieceTokenizer:
+        return WordPieceTokenizer.from_dict(data)
+
+    def prepare(self, run: Run) -> None:
+        train_lines, val_lines = split_lines(load_corpus(run.settings["data"]))
+        run.tokenizer = self._tokenizer(run, train_lines)
+        seq_length, pair_task = run.settings["seq_length"], PAIR_TASKS[run.model_name]
+        splits = {"train": encode_segments(run.tokenizer, train_lines, seq_length),
+                  "val": encode_segments(run.tokenizer, val_lines, seq_length)}
+        spec = MaskingSpec.of(run.tokenizer, run.settings["mask_prob"])
+        config = run.saved["model"] if run.saved else self._new_model_config(run)
+        run.model = self.build_model(run.model_name, config).to(run.device)
+        run.model_config = dataclasses.asdict(run.model.config)
+        self._check_sizes(run)
+        batch_size = run.settings["batch_size"]
+        run.batches = PairBatches(splits, run.tokenizer, seq_length, batch_size * run.world_size, pair_task, spec)
+        run.loss_fn = loss_function(pair_task)
+        run.scratch = {"eval": PairBatches(splits, run.tokenizer, seq_length, batch_size, pair_task, spec),
+                       "unigram_id": most_frequent_token(splits["train"], spec)}
+        run.description = (f"{run.model_name}: {run.model.num_parameters() / 1e6:.3f} M parameters, vocabulary of "
+                           f"{run.tokenizer.vocab_size}, {len(splits['train']):,} training and "
+                           f"{len(splits['val']):,} held-out segments")
+
+    def _tokenizer(self, run: Run, train_lines: list[str]) -> WordPieceTokenizer:
+        """The run's own on resume, a given one, or one learned from the training lines."""
+        if run.saved is not None:
+            return self.tokenizer_from_dict(run.saved["tokenizer"])
+        if run.settings["tokenizer"] is not None:
+            return WordPieceTokenizer.from_pretrained(run.settings["tokenizer"])
+        if dist.is_main_process():
+            print(f"learning a WordPiece vocabulary of {run.settings['vocab_size']} tokens from "
+                  f"{len(train_lines):,} lines")
+        return train_tokenizer(train_lines, run.settings["vocab_size"], lowercase=not run.settings["cased"])
+
+    def _new_model_config(self, run: Run) -> dict:
+        """Preset and flags for the config's fields; vocabulary and [PAD] from the tokenizer, positions from
+        --seq-length."""
+        names = set(inspect.signature(self.model_classes(run.model_name)[0]).parameters)
+        derived = {"vocab_size": run.tokenizer.vocab_size, "pad_token_id": run.tokenizer.pad_token_id,
+                   "max_position_embeddings": run.settings["seq_length"]}
+        return {**run.model_flags, **{name: value for name, value in derived.items() if name in names}}
+
+    def _check_sizes(self, run: Run) -> None:
+        seq_length = run.settings["seq_length"]
+        limit = run.model_config.get("max_position_embeddings", seq_length)
+        if seq_length > limit:
+            raise CommandError(f"--seq-length {seq_length} is longer than the model's {limit} positions")
+        if run.tokenizer.vocab_size > run.model_config["vocab_size"]:
+            raise CommandError(f"the tokenizer has {run.tokenizer.vocab_size} tokens but the model's vocabulary "
+                               f"only {run.model_config['vocab_size']}")
+
+    def finish(self, run: Run, trainer) -> int:
+        """Write <out>/hf (also after Ctrl-C), then score held-out masked-LM accuracy."""
+        hf_dir = export_hf(run)
+        print(f"saved {hf_dir}")
+        if trainer.interrupted:
+            return 130
+        if run.settings["eval_batches"] > 0:
+            unigram_id = run.scratch["unigram_id"]
+            scores = mlm_scores(run.model, run.scratch["eval"], unigram_id, run.settings["eval_batches"], run.seed)
+            scores = {"model": run.model_name, "unigram_token": run.tokenizer.id_to_token(unigram_id), **scores,
+                      "iterations": trainer.iteration}
+            report_scores(scores)
+            write_scores(run, scores)
+        return 0
 
 
-def new_model_config(model_name: str, settings: dict, tokenizer: WordPieceTokenizer) -> dict:
-    """Preset and flags for the config's fields; vocabulary and [PAD] from the tokenizer, positions from
-    --seq-length."""
-    names = set(inspect.signature(model_classes(model_name)[0]).parameters)
-    config = {name: value for name, value in settings.items() if name in names and name not in DERIVED_FIELDS}
-    derived = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_token_id,
-               "max_position_embeddings": settings["seq_length"]}
-    config.update({name: value for name, value in derived.items() if name in names})
-    return config
-
-
-def build_model(model_name: str, model_config: dict):
-    """A fresh model from a config dict (as stored in every checkpoint)."""
-    config_class, model_class = model_classes(model_name)
-    return model_class(config_class(**model_config))
-
-
-class Run:
-    """Everything `fit` needs, prepared (and checked) before training starts."""
-
-    def __init__(self, args: argparse.Namespace, model_name: str):
-        self.args, self.model_name, self.out_dir = args, model_name, Path(args.out)
-        self.pair_task = MODELS[model_name].pair_task
-        flags = explicit_flags(args)
-        saved = tio.load_checkpoint(self.out_dir / "checkpoint").config if args.resume else None
-        if saved is not None:
-            self.settings = {**saved["train"], **saved["data"], **flags}
-        else:
-            self.settings = {**DATA_PRESETS[args.preset], **MODEL_PRESETS[model_name][args.preset], **flags}
-        tt.backend.require_device(self.settings.get("device", "cpu"))
-        self.world_size = init_distributed(args.ddp, self.settings.get("device", "cpu"))
-        train_lines, val_lines = split_lines(load_corpus(args.data))
-        self.tokenizer = get_tokenizer(args, self.settings, train_lines, self.out_dir)
-        self.seq_length, self.batch_size = self.settings["seq_length"], self.settings["batch_size"]
-        self.splits = {"train": encode_segments(self.tokenizer, train_lines, self.seq_length),
-                       "val": encode_segments(self.tokenizer, val_lines, self.seq_length)}
-        self.spec = MaskingSpec.of(self.tokenizer, self.settings["mask_prob"])
-        self.model, self.model_config = self._model(saved["model"] if saved else None)
-        self._check_sizes()
-
-    def _model(self, saved_config: dict | None):
-        """(model, config dict): rebuilt from the checkpoint's config, or fresh."""
-        tt.manual_seed(self.settings.get("seed", 1337))
-        config = saved_config or new_model_config(self.model_name, self.settings, self.tokenizer)
-        model = build_model(self.model_name, config)
-        return model.to(self.settings.get("device", "cpu")), dataclasses.asdict(model.config)
-
-    def _check_sizes(self) -> None:
-        limit = self.model_config.get("max_position_embeddings", self.seq_length)
-        if self.seq_length > limit:
-            raise ValueError(f"--seq-length {self.seq_length} is longer than the model's {limit} positions")
-        if self.tokenizer.vocab_size > self.model_config["vocab_size"]:
-            raise ValueError(f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model's vocabulary "
-                             f"only {self.model_config['vocab_size']}")
-
-    def batches(self, global_batch: bool = False) -> PairBatches:
-        """Batches of --batch-size pairs, or of the global batch (every process's rows) for the Trainer, which
-        gives each process its own share."""
-        size = self.batch_size * (self.world_size if global_batch else 1)
-        return PairBatches(self.splits, self.tokenizer, self.seq_length, size, self.pair_task, self.spec)
-
-    def trainer(self) -> Trainer:
-        config = TrainConfig.from_dict({**self.settings, "out_dir": str(self.out_dir),
-                                        "progress": not self.args.no_progress})
-        run_config = {"model_name": self.model_name, "model": self.model_config,
-                      "data": {name: self.settings[name] for name in DATA_FIELDS}}
-        return Trainer(self.model, config, self.batches(global_batch=True), run_config=run_config,
-                       loss_fn=loss_function(self.pair_task))
-
-    def describe(self) -> str:
-        return (f"{self.model_name}: {self.model.num_parameters() / 1e6:.3f} M parameters, vocabulary of "
-                f"{self.tokenizer.vocab_size}, {len(self.splits['train']):,} training and "
-                f"{len(self.splits['val']):,} held-out segments")
-
-    def save_pretrained(self) -> Path:
-        """<out>/hf: the model and its tokenizer in the Hugging Face layout."""
-        hf_dir = self.out_dir / "hf"
-        self.model.save_pretrained(hf_dir)
-        self.tokenizer.save_pretrained(hf_dir)
-        return hf_dir
-
-    def scores(self) -> dict:
-        unigram_id = most_frequent_token(self.splits["train"], self.spec)
-        scores = mlm_scores(self.model, self.batches(), unigram_id, self.args.eval_batches,
-                            self.settings.get("seed", 1337))
-        return {"model": self.model_name, "unigram_token": self.tokenizer.id_to_token(unigram_id), **scores}
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_command(argv, parse_args, Run, train, USER_ERRORS)
-
-
-def train(run: Run) -> int:
-    """Fit on the shared loop, write <out>/hf (also after Ctrl-C), then score held-out masked-LM accuracy (files
-    and prints from rank 0 only, in DDP)."""
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main_process():
-        run.tokenizer.save_pretrained(run.out_dir / "tokenizer")
-        print(run.describe())
-    trainer = run.trainer()
-    started = time.perf_counter()
-    trainer.fit(resume=run.args.resume)
-    seconds = time.perf_counter() - started
-    if not dist.is_main_process():
-        return 130 if trainer.interrupted else 0
-    hf_dir = run.save_pretrained()
-    print(f"saved {hf_dir}")
-    if trainer.interrupted:
-        return 130
-    if run.args.eval_batches > 0:
-        report_scores({**run.scores(), "iterations": trainer.iteration, "train_seconds": round(seconds, 1)},
-                      run.out_dir)
-    return 0
-
-
-def report_scores(scores: dict, out_dir: Path) -> None:
-    """Print the scores and write them to <out>/metrics/scores.json."""
+def report_scores(scores: dict) -> None:
+    """Print the held-out scores."""
     print(f"held-out masked-LM accuracy {scores['mlm_accuracy']:.3f} vs unigram baseline "
           f"{scores['unigram_baseline_accuracy']:.3f} (always {scores['unigram_token']!r}) over "
           f"{scores['masked_positions']:,} masked tokens")
     for task in ("nsp", "sop"):
         if f"{task}_accuracy" in scores:
             print(f"held-out {task.upper()} accuracy {scores[f'{task}_accuracy']:.3f} (chance 0.5)")
-    (out_dir / "metrics").mkdir(parents=True, exist_ok=True)
-    tio.atomic_write_text(out_dir / "metrics" / "scores.json", json.dumps(scores, indent=2) + "\n")
 
+
+TASK = MLMTask()
+main = TASK.main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,107 +10,100 @@ Adam(0.9, 0.98, 1e-9) with the Noam schedule lr = factor·d_model^−0.5·min(st
 smoothing ε = 0.1 (PyTorch's convention: ε/V on every class), on the shared loop of `train/loop.py` (progress
 bar, metrics.jsonl, atomic checkpoints, Ctrl-C and --resume). After training it decodes the held-out split greedily
 and with beam search (beam 4, α = 0.6) and prints corpus BLEU, exact match and a few translations; `scores.json`
-in the run directory keeps the numbers. `vocab.json` there is the shared word vocabulary.
+in the run directory keeps the numbers. Every scalar field of `TransformerConfig` (`--d-model`, `--n-encoder-layers`,
+…) is a flag.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import tinytensor as tt
-import tinytensor.distributed as dist
-import tinytensor.io as tio
-from models.transformer import Transformer, TransformerConfig
-from tinytensor.io import atomic_write_text
+from models.transformer import Transformer
 from tinytensor.optim import Adam
 from tinytensor.optim.lr_scheduler import noam
 from train.bleu import corpus_bleu, exact_match
-from train.loop import Trainer, TrainConfig, init_distributed
-from train.translation_data import (LengthBatches, Pair, WordVocabulary, number_pairs, pad_rows, read_tsv,
-                                    split_pairs)
+from train.cli import Run, Task, write_scores
+from train.settings import ANY, FRACTION, NON_NEGATIVE, OPEN_UNIT, POSITIVE, setting
+from train.translation_data import LengthBatches, Pair, WordVocabulary, number_pairs, pad_rows, read_tsv, split_pairs
+
+
+@dataclass
+class TranslateSettings:
+    """The pairs, the paper's recipe and the final decoding of a translation run."""
+
+    data: str | None = setting(None, ANY, "a UTF-8 TSV of source<TAB>target pairs (default: the number task)")
+    num_train: int = setting(20000, POSITIVE, "generated training pairs (without --data)")
+    num_held_out: int = setting(1000, POSITIVE, "generated held-out pairs (without --data)")
+    held_out_fraction: float = setting(0.1, OPEN_UNIT, "share of --data's pairs held out")
+    max_tokens: int = setting(1500, POSITIVE, "padded tokens per batch (per process with --ddp)", resumable=True)
+    warmup: int = setting(400, POSITIVE, "Noam schedule's warmup steps")
+    lr_factor: float = setting(1.0, POSITIVE, "Noam schedule's factor")
+    label_smoothing: float = setting(0.1, FRACTION, "label smoothing ε")
+    beam_size: int = setting(4, POSITIVE, "beam width of the final evaluation", resumable=True)
+    length_penalty: float = setting(0.6, NON_NEGATIVE, "beam search's length penalty α", resumable=True)
+    num_examples: int = setting(5, NON_NEGATIVE, "translations printed at the end", resumable=True)
+
 
 # A model and schedule that reach ≥ 95 % exact match on the number task in a few minutes on two CPU cores.
-DEFAULTS = dict(d_model=64, n_heads=4, d_ff=256, n_layers=2, dropout=0.1, norm_first=False,
-                max_iters=1500, max_tokens=1500, warmup=400, lr_factor=1.0, label_smoothing=0.1, grad_clip=1.0,
-                eval_interval=500, eval_iters=5, seed=1337, device="cpu",
-                num_train=20000, num_held_out=1000, held_out_fraction=0.1,
-                beam_size=4, length_penalty=0.6, num_examples=5)
-MODEL_KEYS = ("d_model", "n_heads", "d_ff", "n_layers", "dropout", "norm_first")
-DATA_KEYS = ("data", "num_train", "num_held_out", "held_out_fraction", "max_tokens")
-RECIPE_KEYS = ("warmup", "lr_factor", "label_smoothing")
+PRESETS = {"tiny": {"*": dict(max_iters=1500, grad_clip=1.0, eval_interval=500, eval_iters=5),
+                    "transformer": dict(d_model=64, n_heads=4, d_ff=256, n_encoder_layers=2, n_decoder_layers=2,
+                                        dropout=0.1, norm_first=False)}}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.translate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
-    add("--data", help="a UTF-8 TSV of source<TAB>target pairs (default: the generated number task)")
-    add("--out", default="runs/translate", help="run directory for checkpoints, vocabulary and scores")
-    add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    add("--no-progress", action="store_true", help="no progress bar (for logs)")
-    add("--ddp", action="store_true", help="data-parallel over the processes of `mpiexec -n N` (--max-tokens each)")
-    add("--norm-first", action="store_true", default=None, help="pre-norm sublayers instead of the paper's post-norm")
-    flags = {"d_model": int, "n_heads": int, "d_ff": int, "n_layers": int, "dropout": float, "max_iters": int,
-             "max_tokens": int, "warmup": int, "lr_factor": float, "label_smoothing": float, "grad_clip": float,
-             "eval_interval": int, "eval_iters": int, "seed": int, "device": str, "num_train": int,
-             "num_held_out": int, "held_out_fraction": float, "beam_size": int, "length_penalty": float,
-             "num_examples": int}
-    for name, kind in flags.items():
-        add("--" + name.replace("_", "-"), type=kind, default=None, help=f"default {DEFAULTS[name]}")
-    return parser
+class TranslateTask(Task):
+    command = "translate"
+    doc = __doc__
+    models = {"transformer": ("models.transformer", "TransformerConfig", "Transformer")}
+    default_model = "transformer"
+    settings_class = TranslateSettings
+    presets = PRESETS
+    derived_fields = frozenset({"src_vocab_size", "tgt_vocab_size", "share_embeddings", "pad_id", "bos_id",
+                                "eos_id"})
+    unused_train_fields = frozenset({"lr", "min_lr", "warmup_iters", "lr_decay_iters", "weight_decay", "beta1",
+                                     "beta2"})  # the paper's Adam(0.9, 0.98) on the Noam schedule instead
 
+    def tokenizer_from_dict(self, data: dict) -> WordVocabulary:
+        return WordVocabulary.from_dict(data)
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; 0 on success, 2 on a bad file, corpus or checkpoint, 130 when interrupted."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except (tio.CheckpointError, FileNotFoundError, ValueError, tt.backend.DeviceUnavailableError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    def prepare(self, run: Run) -> None:
+        train_pairs, held_out_pairs = load_pairs(run.settings)
+        vocab = (self.tokenizer_from_dict(run.saved["tokenizer"]) if run.saved
+                 else WordVocabulary.from_pairs(train_pairs))
+        config = run.saved["model"] if run.saved else {
+            **run.model_flags, "src_vocab_size": vocab.size, "tgt_vocab_size": vocab.size, "share_embeddings": True,
+            "pad_id": vocab.pad_id, "bos_id": vocab.bos_id, "eos_id": vocab.eos_id}
+        run.tokenizer, run.model = vocab, self.build_model(run.model_name, config).to(run.device)
+        run.model_config = run.model.config.to_dict()
+        max_tokens = run.settings["max_tokens"] * run.world_size
+        splits = {name: LengthBatches([(vocab.encode(s), vocab.encode(t)) for s, t in pairs], max_tokens, vocab)
+                  for name, pairs in (("train", train_pairs), ("val", held_out_pairs))}
+        run.batches = lambda split, rng: splits[split].sample(rng)
+        run.loss_fn = translation_loss(run.settings["label_smoothing"])
+        d_model, warmup, factor = run.model_config["d_model"], run.settings["warmup"], run.settings["lr_factor"]
+        run.lr_schedule = lambda iteration: noam(iteration + 1, d_model, warmup, factor)
+        run.optimizer = Adam(run.model.parameters(), lr=run.lr_schedule(0), betas=(0.9, 0.98), eps=1e-9)
+        run.scratch = {"held_out": held_out_pairs}
+        run.description = (f"transformer: {run.model.num_parameters() / 1e6:.3f} M parameters, shared vocabulary of "
+                           f"{vocab.size} words, {len(train_pairs):,} training and {len(held_out_pairs):,} held-out "
+                           "pairs")
 
-
-def run(args: argparse.Namespace) -> int:
-    """Build (or restore) data, vocabulary and model, train on the shared loop, then score the held-out split."""
-    out_dir = Path(args.out)
-    explicit = {k: v for k, v in vars(args).items()
-                if v is not None and k not in ("out", "resume", "no_progress", "ddp")}
-    if args.resume:
-        saved = tio.load_checkpoint(out_dir / "checkpoint").config["settings"]
-        settings = {**saved, **explicit}
-        vocab = WordVocabulary.load(out_dir / "vocab.json")
-    else:
-        settings = {**DEFAULTS, "data": None, **explicit}
-    train_pairs, held_out_pairs = load_pairs(settings)
-    if not args.resume:
-        vocab = WordVocabulary.from_pairs(train_pairs)
-    tt.backend.require_device(settings["device"])
-    world_size = init_distributed(args.ddp, settings["device"])
-    tt.manual_seed(settings["seed"])
-    model = Transformer(model_config(settings, vocab)).to(settings["device"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main_process():
-        vocab.save(out_dir / "vocab.json")
-        print(f"transformer: {model.num_parameters() / 1e6:.3f} M parameters, shared vocabulary of {vocab.size} "
-              f"words, {len(train_pairs):,} training and {len(held_out_pairs):,} held-out pairs")
-
-    trainer = build_trainer(model, settings, vocab, train_pairs, held_out_pairs, out_dir, not args.no_progress,
-                            world_size)
-    started = time.perf_counter()
-    trainer.fit(resume=args.resume)
-    if trainer.interrupted:
-        return 130
-    if not dist.is_main_process():  # only rank 0 scores the held-out split and writes scores.json
+    def finish(self, run: Run, trainer) -> int:
+        """Score the held-out split greedily and with beam search; scores.json keeps the numbers."""
+        if trainer.interrupted:
+            return 130
+        scores = evaluate(run.model, run.tokenizer, run.scratch["held_out"], run.settings)
+        write_scores(run, {**scores, "iterations": trainer.iteration})
         return 0
-    training_seconds = time.perf_counter() - started
-    scores = evaluate(model, vocab, held_out_pairs, settings)
-    scores["training_seconds"] = training_seconds
-    atomic_write_text(out_dir / "scores.json", json.dumps(scores, indent=2))
-    print(f"training took {training_seconds:.0f} s for {trainer.iteration} iterations")
-    return 0
+
+
+def translation_loss(label_smoothing: float):
+    """loss_fn(model, batch) for the Trainer: teacher-forced cross-entropy with label smoothing."""
+    def loss_fn(model: Transformer, batch: tuple) -> tt.Tensor:
+        src, tgt_in, tgt_out = batch
+        return model.loss(model(src, tgt_in), tgt_out, label_smoothing)
+    return loss_fn
 
 
 def load_pairs(settings: dict) -> tuple[list[Pair], list[Pair]]:
@@ -118,38 +111,6 @@ def load_pairs(settings: dict) -> tuple[list[Pair], list[Pair]]:
     if settings["data"]:
         return split_pairs(read_tsv(settings["data"]), settings["held_out_fraction"], settings["seed"])
     return number_pairs(settings["num_train"], settings["num_held_out"], settings["seed"])
-
-
-def model_config(settings: dict, vocab: WordVocabulary) -> TransformerConfig:
-    """The paper's architecture at the size the settings ask for, over one shared vocabulary."""
-    return TransformerConfig(
-        src_vocab_size=vocab.size, tgt_vocab_size=vocab.size, d_model=settings["d_model"],
-        n_heads=settings["n_heads"], d_ff=settings["d_ff"], n_encoder_layers=settings["n_layers"],
-        n_decoder_layers=settings["n_layers"], dropout=settings["dropout"], norm_first=bool(settings["norm_first"]),
-        share_embeddings=True, pad_id=vocab.pad_id, bos_id=vocab.bos_id, eos_id=vocab.eos_id)
-
-
-def build_trainer(model: Transformer, settings: dict, vocab: WordVocabulary, train_pairs: list[Pair],
-                  held_out_pairs: list[Pair], out_dir: Path, progress: bool, world_size: int = 1) -> Trainer:
-    """The shared loop with the paper's optimiser and schedule; the held-out pairs give the val loss. With
-    `world_size` processes a batch holds world_size × max_tokens, and each process trains on its share of rows."""
-    max_tokens = settings["max_tokens"] * world_size
-    splits = {name: LengthBatches([(vocab.encode(s), vocab.encode(t)) for s, t in pairs], max_tokens, vocab)
-              for name, pairs in (("train", train_pairs), ("val", held_out_pairs))}
-    label_smoothing = settings["label_smoothing"]
-
-    def loss_fn(model: Transformer, batch: tuple) -> tt.Tensor:
-        src, tgt_in, tgt_out = batch
-        return model.loss(model(src, tgt_in), tgt_out, label_smoothing)
-
-    def lr_schedule(iteration: int) -> float:
-        return noam(iteration + 1, settings["d_model"], settings["warmup"], settings["lr_factor"])
-
-    train_config = TrainConfig.from_dict({**settings, "out_dir": str(out_dir), "progress": progress})
-    optimizer = Adam(model.parameters(), lr=lr_schedule(0), betas=(0.9, 0.98), eps=1e-9)
-    run_config = {"model": model.config.to_dict(), "settings": settings}
-    return Trainer(model, train_config, lambda split, rng: splits[split].sample(rng), run_config, loss_fn,
-                   optimizer=optimizer, lr_schedule=lr_schedule)
 
 
 def evaluate(model: Transformer, vocab: WordVocabulary, pairs: list[Pair], settings: dict) -> dict:
@@ -189,6 +150,9 @@ def print_examples(pairs: list[Pair], translations: dict[str, list[list[str]]], 
         for name, hypotheses in translations.items():
             print(f"  {name + ':':<10} {' '.join(hypotheses[index])}")
 
+
+TASK = TranslateTask()
+main = TASK.main
 
 if __name__ == "__main__":
     sys.exit(main())
