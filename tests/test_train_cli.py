@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinytensor.io as tio
-from train import finetune, gpt_char, lm, lm_sample, mlm, sample, translate
+from train import finetune, gpt_char, lm, lm_sample, mlm, sample, translate, wordpiece_trainer
 from train.cli import settings_flags
 from train.sample import SampleSettings, load_run
 from train.settings import ANY
@@ -100,6 +100,9 @@ def constrained_flags():
         for flag in settings_flags(SampleSettings, "sample").values():
             if flag.domain is not ANY:
                 cases[(command, flag.name)] = (main, None, flag)
+    for flag in settings_flags(wordpiece_trainer.WordPieceSettings, "task").values():
+        if flag.domain is not ANY:
+            cases[("wordpiece_trainer", flag.name)] = (wordpiece_trainer.main, [], flag)
     return [pytest.param(*case, id=f"{command}--{name}") for (command, name), case in cases.items()]
 
 
@@ -314,3 +317,15 @@ def test_a_nan_run_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint
     assert any(r.get("loss", 0) is None or r.get("val_loss", 0) is None for r in records)
     model, _ = load_run(out)
     assert all(np.isfinite(p.numpy()).all() for p in model.parameters())
+
+
+def test_the_wordpiece_trainer_never_replaces_a_vocabulary_unless_told(text_file, tmp_path):
+    out = tmp_path / "vocab"
+    assert wordpiece_trainer.main(["--data", str(text_file), "--out", str(out), "--vocab-size", "60"]) == 0
+    before = snapshot(out)
+    status, error = call(wordpiece_trainer.main, ["--data", str(text_file), "--out", str(out)])
+    assert status == 2 and "--overwrite" in error and snapshot(out) == before
+    other = tmp_path / "other.txt"
+    other.write_text("abc abd abe " * 50, encoding="utf-8")
+    assert wordpiece_trainer.main(["--data", str(other), "--out", str(out), "--overwrite"]) == 0
+    assert snapshot(out) != before

