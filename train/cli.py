@@ -116,8 +116,9 @@ class Task:
 
     # ---- what each task writes ----------------------------------------------------------------------------------
     def prepare(self, run: Run) -> None:
-        """Fill run.tokenizer, run.model, run.model_config, run.batches, run.loss_fn (and optionally optimizer,
-        lr_schedule, extra, description), raising a USER_ERRORS exception for anything the user can fix."""
+        """Fill run.tokenizer (already the saved run's on --resume), run.model, run.model_config, run.batches,
+        run.loss_fn (and optionally optimizer, lr_schedule, record_extra, scratch, description), raising a
+        USER_ERRORS exception for anything the user can fix."""
         raise NotImplementedError
 
     def finish(self, run: Run, trainer: Trainer) -> int:
@@ -212,14 +213,14 @@ class Task:
         names = [f"--{f.name.replace('_', '-')}" for f in self.flags(model_name).values() if f.resumable]
         return "On --resume only these may differ from the saved run: " + " ".join(names)
 
-    def parse(self, argv: list[str] | None) -> tuple[argparse.Namespace, str]:
-        """(args, model name): the model from --model, the --init-from directory or the saved run, then every flag
-        parsed with that model's config fields."""
+    def parse(self, argv: list[str] | None) -> tuple[argparse.Namespace, str, dict | None]:
+        """(args, model name, the saved run's record on --resume): the model from --model, the --init-from directory
+        or the saved run, then every flag parsed with that model's config fields."""
         known, _ = self.build_parser(None, add_help=False).parse_known_args(argv)
-        given = getattr(known, "model", None)
+        given, saved = getattr(known, "model", None), None
         if known.resume:
-            found = self.saved_record(RunDirectory(known.out)).get("model_name")
-            source = f"the run in {known.out}"
+            saved = self.saved_record(RunDirectory(known.out))
+            found, source = saved["model_name"], f"the run in {known.out}"
         elif getattr(known, "init_from", None):
             found, source = self.model_name_of_directory(Path(known.init_from)), known.init_from
         else:
@@ -228,18 +229,26 @@ class Task:
             raise CommandError(f"--model {given} does not match {source}, which holds {found}")
         if found not in self.models:
             raise CommandError(f"{source} holds a {found!r} model, which train.{self.command} does not train")
-        return self.build_parser(found).parse_args(argv), found
+        return self.build_parser(found).parse_args(argv), found, saved
 
     def saved_record(self, directory: RunDirectory) -> dict:
         """The run record of --out's checkpoint (what `Run.record` wrote), checked to be this command's."""
         if not (directory.checkpoint / tio.CHECKPOINT_FILE).exists():
             raise RunDirectoryError(f"--resume: no checkpoint in {directory.path} (start a run there without "
                                     "--resume)")
-        record = tio.load_checkpoint(directory.checkpoint).config or {}
-        if record.get("command") != self.command:
-            raise CommandError(f"--resume: the run in {directory.path} was made by "
-                               f"{record.get('command') or 'an older tinytensor'}, not train.{self.command}")
+        record = run_record(directory.checkpoint)
+        if record["command"] != self.command:
+            raise CommandError(f"--resume: the run in {directory.path} was made by train.{record['command']}, not "
+                               f"train.{self.command}")
         return record
+
+    def load_tokenizer(self, record: dict, checkpoint_dir: Path):
+        """The tokenizer kept in a run record; CheckpointError naming the file when it is not a valid one."""
+        try:
+            return self.tokenizer_from_dict(record["tokenizer"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise tio.CheckpointError(f"{checkpoint_dir / tio.CHECKPOINT_FILE}: the run's tokenizer cannot be read "
+                                      f"({type(error).__name__}: {error})") from error
 
     def resolve(self, args: argparse.Namespace, model_name: str, saved: dict | None) -> tuple[dict, dict]:
         """(settings, model flags): preset, then the saved run, then the flags given; checked against domains and,
@@ -304,16 +313,17 @@ class Task:
             return 2
 
     def prepare_run(self, argv: list[str] | None) -> Run | None:
-        args, model_name = self.parse(argv)
+        args, model_name, saved = self.parse(argv)
         if self.before_run(args) is not None:
             return None
         directory = RunDirectory(args.out)
         directory.check_usable(args.resume, args.overwrite)
-        saved = self.saved_record(directory) if args.resume else None
         settings, model_flags = self.resolve(args, model_name, saved)
         tt.backend.require_device(settings["device"])
         world_size = init_distributed(args.ddp, settings["device"])
         run = Run(args, model_name, settings, model_flags, directory, saved, world_size)
+        if saved is not None:
+            run.tokenizer = self.load_tokenizer(saved, directory.checkpoint)
         tt.manual_seed(run.seed)
         self.prepare(run)
         if saved is not None:
@@ -420,3 +430,21 @@ def export_hf(run: Run) -> Path:
         run.model.save_pretrained(directory)
         run.tokenizer.save_pretrained(directory)
     return run.directory.export_directory("hf", write)
+
+
+RECORD_FIELDS = {"command": str, "model_name": str, "model": dict, "settings": dict, "tokenizer": dict, "task": dict}
+
+
+def run_record(checkpoint_dir: Path) -> dict:
+    """The run record (what `Task.record` wrote) of a checkpoint, its fields checked: CheckpointError naming the
+    file for a checkpoint of another kind or a hand-edited record."""
+    record = tio.load_checkpoint(checkpoint_dir).config
+    path = checkpoint_dir / tio.CHECKPOINT_FILE
+    if not isinstance(record, dict) or "command" not in record:
+        raise tio.CheckpointError(f"{path} is not the checkpoint of a train.* run (written by an older tinytensor, "
+                                  "or by tinytensor.io.save_checkpoint directly)")
+    for key, kind in RECORD_FIELDS.items():
+        if not isinstance(record.get(key), kind):
+            raise tio.CheckpointError(f"{path}: config.{key} must be a JSON {'object' if kind is dict else 'string'},"
+                                      f" got {record.get(key)!r:.60}")
+    return record

@@ -291,7 +291,7 @@ class FinetuneTask(Task):
 
     def _tokenizer(self, run: Run, splits: dict) -> WordPieceTokenizer:
         if run.saved is not None:
-            return self.tokenizer_from_dict(run.saved["tokenizer"])
+            return run.tokenizer
         if run.args.init_from:
             return WordPieceTokenizer.from_pretrained(run.args.init_from)
         return WordPieceTokenizer(build_vocab(splits["train"]))

@@ -71,7 +71,7 @@ class GPTCharTask(Task):
     def prepare(self, run: Run) -> None:
         text = load_corpus(run.settings["data"])
         if run.saved is not None:
-            run.tokenizer, run.model_config = self.tokenizer_from_dict(run.saved["tokenizer"]), run.saved["model"]
+            run.model_config = run.saved["model"]
         else:
             run.tokenizer = CharTokenizer.from_text(text)
             run.model_config = {"vocab_size": run.tokenizer.vocab_size}

@@ -158,7 +158,7 @@ class LMTask(Task):
     def _tokenizer(self, run: Run, train_text: str) -> ByteLevelBPETokenizer:
         """The run's own on resume, the fine-tuned checkpoint's, a given one, or one learned from train_text."""
         if run.saved is not None:
-            return self.tokenizer_from_dict(run.saved["tokenizer"])
+            return run.tokenizer
         source = run.args.init_from or run.settings["tokenizer"]
         if source is not None:
             return ByteLevelBPETokenizer.from_pretrained(source)

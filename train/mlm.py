@@ -302,7 +302,7 @@ class MLMTask(Task):
     def _tokenizer(self, run: Run, train_lines: list[str]) -> WordPieceTokenizer:
         """The run's own on resume, a given one, or one learned from the training lines."""
         if run.saved is not None:
-            return self.tokenizer_from_dict(run.saved["tokenizer"])
+            return run.tokenizer
         if run.settings["tokenizer"] is not None:
             return WordPieceTokenizer.from_pretrained(run.settings["tokenizer"])
         if dist.is_main_process():

@@ -19,7 +19,8 @@ from pathlib import Path
 import tinytensor as tt
 import tinytensor.io as tio
 from models.tokenizers import DEFAULT_SPECIAL_TOKEN
-from train.cli import USER_ERRORS, CommandError, OneLineErrorParser, add_flag, check_tokenizer_fits, settings_flags
+from train.cli import (USER_ERRORS, CommandError, OneLineErrorParser, add_flag, check_tokenizer_fits, run_record,
+                       settings_flags)
 from train.settings import ANY, DEVICES, NON_NEGATIVE, POSITIVE, PROBABILITY_MASS, setting
 
 CAUSAL_LM_COMMANDS = ("gpt_char", "lm")
@@ -46,16 +47,15 @@ def load_run(run_dir: str | Path, device: str = "cpu"):
     if not (directory / tio.CHECKPOINT_FILE).exists():
         raise FileNotFoundError(f"--ckpt {run_dir}: no checkpoint/ (expected a run directory of train.gpt_char or "
                                 "train.lm)")
-    checkpoint = tio.load_checkpoint(directory)
-    record = checkpoint.config or {}
-    if record.get("command") not in CAUSAL_LM_COMMANDS:
-        raise CommandError(f"--ckpt {run_dir}: a run of {record.get('command') or 'an older tinytensor'}, not of a "
-                           f"language model ({', '.join('train.' + c for c in CAUSAL_LM_COMMANDS)})")
+    record = run_record(directory)
+    if record["command"] not in CAUSAL_LM_COMMANDS:
+        raise CommandError(f"--ckpt {run_dir}: a run of train.{record['command']}, not of a language model "
+                           f"({', '.join('train.' + c for c in CAUSAL_LM_COMMANDS)})")
     task = importlib.import_module(f"train.{record['command']}").TASK
-    tokenizer = task.tokenizer_from_dict(record["tokenizer"])
+    tokenizer = task.load_tokenizer(record, directory)
     check_tokenizer_fits(tokenizer, record["model"].get("vocab_size"), directory)
     model = task.build_model(record["model_name"], record["model"])
-    model.load_state_dict(checkpoint.model)
+    model.load_state_dict(tio.load_checkpoint(directory).model)
     return model.to(device).eval(), tokenizer
 
 

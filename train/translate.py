@@ -69,8 +69,7 @@ class TranslateTask(Task):
 
     def prepare(self, run: Run) -> None:
         train_pairs, held_out_pairs = load_pairs(run.settings)
-        vocab = (self.tokenizer_from_dict(run.saved["tokenizer"]) if run.saved
-                 else WordVocabulary.from_pairs(train_pairs))
+        vocab = run.tokenizer if run.saved else WordVocabulary.from_pairs(train_pairs)
         config = run.saved["model"] if run.saved else {
             **run.model_flags, "src_vocab_size": vocab.size, "tgt_vocab_size": vocab.size, "share_embeddings": True,
             "pad_id": vocab.pad_id, "bos_id": vocab.bos_id, "eos_id": vocab.eos_id}
