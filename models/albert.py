@@ -30,7 +30,7 @@ import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.bert import BertEmbeddings, BertPreTrainedModel, BertSelfAttention, masked_lm_loss
-from models.hf import ACTIVATIONS, as_ids, key_padding_mask
+from models.hf import ACTIVATIONS, as_ids, key_padding_mask, model_device
 
 
 @dataclass
@@ -185,9 +185,9 @@ class AlbertModel(AlbertPreTrainedModel):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tuple[tt.Tensor, tt.Tensor | None]:
         """input_ids, token_type_ids, attention_mask [B, T] (numpy arrays or integer Tensors)."""
-        input_ids = as_ids(input_ids)
+        input_ids = as_ids(input_ids, model_device(self))
         if token_type_ids is not None:
-            token_type_ids = as_ids(token_type_ids).to(input_ids.device)
+            token_type_ids = as_ids(token_type_ids, input_ids.device)
         key_mask = key_padding_mask(attention_mask, input_ids.device)            # [B, 1, 1, T], keys only
         hidden = self.encoder(self.embeddings(input_ids, token_type_ids), key_mask)
         return hidden, F.tanh(self.pooler(hidden[:, 0])) if self.pooler is not None else None
@@ -256,7 +256,7 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
     def loss(mlm_logits: tt.Tensor, sop_logits: tt.Tensor, labels, sentence_order_label) -> tt.Tensor:
         """Hugging Face's pre-training loss: masked-LM cross entropy (labels -100 where not masked) plus the
         sentence-order cross entropy (sentence_order_label [B]: 0 = original order, 1 = swapped)."""
-        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(sop_logits, as_ids(sentence_order_label))
+        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(sop_logits, as_ids(sentence_order_label, sop_logits.device))
 
 
 class AlbertForMaskedLM(AlbertPreTrainedModel):

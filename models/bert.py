@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask
+from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask, model_device
 
 
 @dataclass
@@ -229,9 +229,9 @@ class BertModel(BertPreTrainedModel):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tuple[tt.Tensor, tt.Tensor | None]:
         """input_ids, token_type_ids, attention_mask [B, T] (numpy arrays or integer Tensors)."""
-        input_ids = as_ids(input_ids)
+        input_ids = as_ids(input_ids, model_device(self))
         if token_type_ids is not None:
-            token_type_ids = as_ids(token_type_ids).to(input_ids.device)
+            token_type_ids = as_ids(token_type_ids, input_ids.device)
         key_mask = key_padding_mask(attention_mask, input_ids.device)            # [B, 1, 1, T], keys only
         hidden = self.encoder(self.embeddings(input_ids, token_type_ids), key_mask)
         return hidden, self.pooler(hidden) if self.pooler is not None else None
@@ -301,7 +301,7 @@ def _tie_decoder(model: BertPreTrainedModel) -> None:
 
 def masked_lm_loss(mlm_logits: tt.Tensor, labels) -> tt.Tensor:
     """Mean cross entropy over the positions whose label is not -100 (the masked tokens)."""
-    return F.cross_entropy(mlm_logits.reshape(-1, mlm_logits.shape[-1]), as_ids(labels).reshape(-1))
+    return F.cross_entropy(mlm_logits.reshape(-1, mlm_logits.shape[-1]), as_ids(labels, mlm_logits.device).reshape(-1))
 
 
 class BertForPreTraining(BertPreTrainedModel):
@@ -325,7 +325,7 @@ class BertForPreTraining(BertPreTrainedModel):
     def loss(mlm_logits: tt.Tensor, nsp_logits: tt.Tensor, labels, next_sentence_label) -> tt.Tensor:
         """Hugging Face's pre-training loss: masked-LM cross entropy (labels -100 where not masked) plus the
         next-sentence cross entropy (next_sentence_label [B]: 0 = B follows A, 1 = random)."""
-        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(nsp_logits, as_ids(next_sentence_label))
+        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(nsp_logits, as_ids(next_sentence_label, nsp_logits.device))
 
 
 class BertForMaskedLM(BertPreTrainedModel):
@@ -371,4 +371,4 @@ class BertForSequenceClassification(BertPreTrainedModel):
     @staticmethod
     def loss(logits: tt.Tensor, labels) -> tt.Tensor:
         """Single-label classification: mean cross entropy against labels [B]."""
-        return F.cross_entropy(logits, as_ids(labels))
+        return F.cross_entropy(logits, as_ids(labels, logits.device))

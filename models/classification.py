@@ -23,7 +23,7 @@ import tinytensor.nn.functional as F
 from models import bert
 from models.albert import AlbertConfig, AlbertModel, AlbertPreTrainedModel
 from models.deberta import DebertaConfig, DebertaModel, DebertaPreTrainedModel, query_key_mask
-from models.hf import ACTIVATIONS, as_ids, key_padding_mask
+from models.hf import ACTIVATIONS, as_ids, key_padding_mask, model_device
 
 BertConfig = bert.BertConfig
 
@@ -38,12 +38,12 @@ class EmbeddingsEntry:
     @staticmethod
     def loss(logits: tt.Tensor, labels) -> tt.Tensor:
         """Single-label classification: mean cross entropy against labels [B]."""
-        return F.cross_entropy(logits, as_ids(labels))
+        return F.cross_entropy(logits, as_ids(labels, logits.device))
 
 
-def _ids_and_types(input_ids, token_type_ids) -> tuple[tt.Tensor, tt.Tensor | None]:
-    input_ids = as_ids(input_ids)
-    return input_ids, None if token_type_ids is None else as_ids(token_type_ids).to(input_ids.device)
+def _ids_and_types(model, input_ids, token_type_ids) -> tuple[tt.Tensor, tt.Tensor | None]:
+    input_ids = as_ids(input_ids, model_device(model))
+    return input_ids, None if token_type_ids is None else as_ids(token_type_ids, input_ids.device)
 
 
 # ---- BERT ---------------------------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ class BertForSequenceClassification(EmbeddingsEntry, bert.BertForSequenceClassif
 
     def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
         """word + position + token type → LayerNorm → dropout: [B, T, H]."""
-        return self.bert.embeddings(*_ids_and_types(input_ids, token_type_ids))
+        return self.bert.embeddings(*_ids_and_types(self, input_ids, token_type_ids))
 
     def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
         """[B, T, H] → encoder → pooler → dropout → classifier: [B, num_labels]."""
@@ -78,7 +78,7 @@ class AlbertForSequenceClassification(EmbeddingsEntry, AlbertPreTrainedModel):
 
     def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
         """The factorized embeddings at width E = embedding_size: [B, T, E]."""
-        return self.albert.embeddings(*_ids_and_types(input_ids, token_type_ids))
+        return self.albert.embeddings(*_ids_and_types(self, input_ids, token_type_ids))
 
     def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
         """[B, T, E] → E→H mapping and shared layers → tanh(pooler(h[:, 0])) → dropout → classifier."""
@@ -146,8 +146,8 @@ class DebertaForSequenceClassification(EmbeddingsEntry, DebertaPreTrainedModel):
 
     def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
         """word (+ positions / token types as configured) → LayerNorm → pad rows zeroed → dropout: [B, T, H]."""
-        input_ids, token_type_ids = _ids_and_types(input_ids, token_type_ids)
-        mask = as_ids(attention_mask).to(input_ids.device) if attention_mask is not None else None
+        input_ids, token_type_ids = _ids_and_types(self, input_ids, token_type_ids)
+        mask = as_ids(attention_mask, input_ids.device) if attention_mask is not None else None
         return self.deberta.embeddings(input_ids, token_type_ids, mask)
 
     def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:

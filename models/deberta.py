@@ -44,7 +44,7 @@ import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.bert import (BertIntermediate, BertOnlyMLMHead, BertOutput, BertPredictionHeadTransform,
                          BertPreTrainedModel, BertSelfOutput, masked_lm_loss)
-from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask
+from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask, model_device
 
 
 @dataclass
@@ -300,10 +300,10 @@ class DebertaModel(DebertaPreTrainedModel):
 
     def hidden_states(self, input_ids, token_type_ids=None, attention_mask=None) -> tuple[list[tt.Tensor], object]:
         """([embeddings, layer 1, …, layer L] each [B, T, H], the keep mask [B, 1, T, T] or None)."""
-        input_ids = as_ids(input_ids)
+        input_ids = as_ids(input_ids, model_device(self))
         if token_type_ids is not None:
-            token_type_ids = as_ids(token_type_ids).to(input_ids.device)
-        mask = as_ids(attention_mask).to(input_ids.device) if attention_mask is not None else None
+            token_type_ids = as_ids(token_type_ids, input_ids.device)
+        mask = as_ids(attention_mask, input_ids.device) if attention_mask is not None else None
         keep = query_key_mask(mask, input_ids.device)
         embedded = self.embeddings(input_ids, token_type_ids, mask)
         return [embedded, *self.encoder(embedded, keep)], keep

@@ -10,7 +10,7 @@ import numpy
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.hf import as_ids
+from models.hf import as_ids, model_device
 
 
 class CausalLM:
@@ -28,7 +28,7 @@ class CausalLM:
         """Hugging Face's causal-LM loss: mean cross entropy of logits[:, t] against labels[:, t+1], skipping
         labels equal to -100 (pass labels = input_ids with pads set to -100)."""
         vocab = logits.shape[-1]
-        targets = as_ids(labels)[:, 1:]
+        targets = as_ids(labels, logits.device)[:, 1:]
         return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), targets.reshape(-1), ignore_index=-100)
 
     @tt.no_grad()
@@ -44,7 +44,7 @@ class CausalLM:
         from position 0, so cached and uncached decoding choose the same tokens. Stops early when every row has
         produced eos_token_id; finished rows keep receiving eos_token_id.
         """
-        ids = as_ids(input_ids)
+        ids = as_ids(input_ids, model_device(self))
         mask = numpy.ones(ids.shape, dtype=numpy.int64) if attention_mask is None else as_ids(attention_mask).numpy()
         was_training, window = self.training, self.context_window
         self.eval()

@@ -23,7 +23,7 @@ import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.generation import sample_next_token
-from models.hf import as_ids
+from models.hf import as_ids, model_device
 
 
 @dataclass
@@ -101,13 +101,13 @@ class CharLanguageModel(nn.Module):
     block_size: int | None = None
 
     def loss(self, logits: tt.Tensor, targets) -> tt.Tensor:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), as_ids(targets).reshape(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), as_ids(targets, logits.device).reshape(-1))
 
     @tt.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None) -> tt.Tensor:
         """Append `max_new_tokens` sampled ids to idx [B, T], feeding at most the last block_size ids each step."""
-        idx = as_ids(idx)
+        idx = as_ids(idx, model_device(self))
         was_training = self.training
         self.eval()
         for _ in range(max_new_tokens):
@@ -128,7 +128,7 @@ class BigramLanguageModel(CharLanguageModel):
         self.token_embedding_table = nn.Embedding(vocab_size, vocab_size)
 
     def forward(self, idx, targets=None) -> tuple[tt.Tensor, tt.Tensor | None]:
-        logits = self.token_embedding_table(as_ids(idx))                  # [B, T, V]
+        logits = self.token_embedding_table(as_ids(idx, model_device(self)))  # [B, T, V]
         return logits, (self.loss(logits, targets) if targets is not None else None)
 
 
@@ -147,7 +147,7 @@ class GPT(CharLanguageModel):
         self.apply(_init_weights)
 
     def forward(self, idx, targets=None) -> tuple[tt.Tensor, tt.Tensor | None]:
-        idx = as_ids(idx)
+        idx = as_ids(idx, model_device(self))
         time = idx.shape[1]
         if time > self.block_size:
             raise ValueError(f"sequence length {time} exceeds block_size {self.block_size}")

@@ -54,9 +54,22 @@ ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu_fast
                "relu": F.relu, "silu": F.silu, "swish": F.silu}  # MODELS.md §0.4; `gelu` is the exact erf form
 
 
-def as_ids(ids) -> tt.Tensor:
-    """Token ids (or masks) as an integer Tensor; numpy arrays and lists are accepted too."""
-    return ids if isinstance(ids, tt.Tensor) else tt.tensor(ids)
+def as_ids(ids, device: str | None = None) -> tt.Tensor:
+    """Token ids (or masks, labels, positions) as an integer Tensor on `device`, the model's.
+
+    Host data (lists, NumPy arrays) is placed on `device`; a Tensor must already be there: moving it silently
+    would hide a copy in every call, so a Tensor on another device is an error naming both."""
+    if not isinstance(ids, tt.Tensor):
+        return tt.tensor(ids, device=device)
+    if device is not None and ids.device != backend.normalize_device(device):
+        raise RuntimeError(f"ids are a Tensor on {ids.device} but the model is on {device}; "
+                           f"move them with .to('{device}') or pass host data (a list or NumPy array)")
+    return ids
+
+
+def model_device(model: nn.Module) -> str:
+    """Where a model's parameters live: the device its entry points put host inputs on."""
+    return next(iter(model.parameters())).device
 
 
 def key_padding_mask(attention_mask, device: str):
@@ -64,7 +77,7 @@ def key_padding_mask(attention_mask, device: str):
     Hugging Face's BERT, GPT-2 and LLaMA mask (pad query rows still attend; their outputs are unspecified)."""
     if attention_mask is None:
         return None
-    return as_ids(attention_mask).to(device).data[:, None, None, :] != 0
+    return as_ids(attention_mask, device).data[:, None, None, :] != 0
 
 
 CONFIG_FILE = "config.json"

@@ -39,6 +39,7 @@ import numpy as np
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
+from models.hf import as_ids, model_device
 from tinytensor import backend
 
 
@@ -187,10 +188,11 @@ class Transformer(nn.Module):
         memory, src_keep = self.encode(src)
         return self.decode(tgt, memory, src_keep)
 
-    def encode(self, src) -> tuple[tt.Tensor, np.ndarray]:
-        """src [B, S] → (memory [B, S, C], src_keep [B, S]: True where src is a real token, not padding)."""
-        src = _as_ids(src)
-        src_keep = backend.to_numpy(src.data) != self.config.pad_id
+    def encode(self, src) -> tuple[tt.Tensor, object]:
+        """src [B, S] → (memory [B, S, C], src_keep [B, S]: True where src is a real token, not padding; an array
+        on the model's device)."""
+        src = as_ids(src, model_device(self))
+        src_keep = src.data != self.config.pad_id
         source_embedding = self.embed_tokens if self.config.share_embeddings else self.src_embed_tokens
         x = self._embed(source_embedding, src, position_offset=0)
         for layer in self.encoder_layers:
@@ -200,7 +202,7 @@ class Transformer(nn.Module):
     def decode(self, tgt, memory: tt.Tensor, src_keep, cache: list[LayerCache] | None = None) -> tt.Tensor:
         """tgt [B, T] → logits [B, T, V]. With a cache (from `new_cache`), tgt holds only the tokens after the
         cached ones; their positions continue from the cache length."""
-        tgt = _as_ids(tgt)
+        tgt = as_ids(tgt, model_device(self))
         offset = cache[0].self_attn.length if cache else 0
         x = self._embed(self.embed_tokens, tgt, position_offset=offset)
         for index, layer in enumerate(self.decoder_layers):
@@ -222,7 +224,7 @@ class Transformer(nn.Module):
 
     def loss(self, logits: tt.Tensor, targets, label_smoothing: float = 0.1) -> tt.Tensor:
         """Label-smoothed cross-entropy, mean over non-pad targets: logits [B, T, V], targets [B, T]."""
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), _as_ids(targets).reshape(-1),
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), as_ids(targets, logits.device).reshape(-1),
                                ignore_index=self.config.pad_id, label_smoothing=label_smoothing)
 
     # ---- decoding --------------------------------------------------------------------------------------------------
@@ -232,7 +234,7 @@ class Transformer(nn.Module):
 
         Generates at most `max_new_tokens` (default: source length + 50, as the paper). use_cache=False recomputes
         the whole prefix each step (slower; the cached path must give the same tokens)."""
-        src = _as_ids(src)
+        src = as_ids(src, model_device(self))
         limit = _length_limit(src, max_new_tokens)
         with _evaluating(self):
             memory, src_keep = self.encode(src)
@@ -258,12 +260,12 @@ class Transformer(nn.Module):
         probability. A hypothesis that emits EOS stays in the beam with its score frozen (it can only be followed
         by pad, at no cost). At the end each one is ranked by log P(Y) / lp(Y), the GNMT length penalty
         lp(Y) = ((5 + |Y|)/6)^α (Wu et al. 2016; |Y| counts EOS), and the best is returned. Beam 1 is greedy."""
-        src = _as_ids(src)
+        src = as_ids(src, model_device(self))
         batch, limit, vocab = src.shape[0], _length_limit(src, max_new_tokens), self.config.tgt_vocab_size
         with _evaluating(self):
             memory, src_keep = self.encode(src)
-            beam_rows = np.repeat(np.arange(batch), beam_size)  # row b·K + k is beam k of sentence b
-            memory, src_keep = memory[beam_rows], src_keep[beam_rows]
+            beam_rows = self._on_device(np.repeat(np.arange(batch), beam_size))  # row b·K + k: beam k of sentence b
+            memory, src_keep = memory[beam_rows], src_keep[beam_rows.data]
             cache = self.new_cache()
             scores = np.full((batch, beam_size), -np.inf)
             scores[:, 0] = 0.0  # all beams start identical: expand only the first
@@ -281,7 +283,7 @@ class Transformer(nn.Module):
                 tokens = np.concatenate([tokens[origin], next_ids[:, None]], axis=1)
                 lengths = lengths[origin] + ~finished[origin]
                 finished = finished[origin] | (next_ids == self.config.eos_id)
-                _reorder(cache, origin)
+                _reorder(cache, self._on_device(origin))
                 if finished.all():
                     break
         normalized = scores / ((5.0 + lengths.reshape(batch, beam_size)) / 6.0) ** length_penalty
@@ -303,10 +305,10 @@ class Transformer(nn.Module):
         return [i for i in ids if i != self.config.pad_id]
 
     def _on_device(self, ids: np.ndarray) -> tt.Tensor:
-        return tt.tensor(ids, device=self.embed_tokens.weight.device)
+        return tt.tensor(ids, device=model_device(self))
 
 
-def _reorder(cache: list[LayerCache], origin: np.ndarray) -> None:
+def _reorder(cache: list[LayerCache], origin: tt.Tensor) -> None:
     """Make row i of every self-attention cache the old row origin[i] (beams that survived, duplicated or moved).
     Cross-attention caches need nothing: a sentence's beams all hold the same memory."""
     for layer_cache in cache:
@@ -328,7 +330,3 @@ def _evaluating(model: nn.Module):
     finally:
         model.train(was_training)
 
-
-def _as_ids(ids) -> tt.Tensor:
-    """Token ids as an integer Tensor (accepts numpy arrays and lists too)."""
-    return ids if isinstance(ids, tt.Tensor) else tt.tensor(ids)

@@ -1,8 +1,12 @@
 """Shared test setup: Hypothesis profiles and the backend parametrization used by every op test.
 
 `pytest` uses the quick "default" profile; `pytest --hypothesis-profile=ci` draws many more examples.
-Tests that take the `xp_device` fixture run once on the CPU and once on CuPy (marked `gpu`, skipped without one).
+Tests that take the `device` fixture run once on the CPU and once on CuPy (marked `gpu`, skipped without one).
+`pytest --cupy-standin` runs the `gpu` tests without a GPU, on the strict CuPy stand-in of tests/cupy_standin
+(docs/cuda.md); tests/test_cuda_standin.py starts such a run inside the default `pytest`, so CI covers it.
 """
+import sys
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -15,6 +19,23 @@ settings.register_profile("ci", max_examples=200, deadline=None,
 settings.load_profile("default")
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cupy-standin", action="store_true",
+                     help="run the cuda side on the strict CuPy stand-in (tests/cupy_standin) instead of CuPy")
+
+
+def pytest_configure(config):
+    """Under --cupy-standin, `import cupy` (in tinytensor.backend.cupy_module) finds the stand-in."""
+    if not config.getoption("--cupy-standin"):
+        return
+    import cupy_standin
+
+    cupy = cupy_standin.build()
+    sys.modules.update({"cupy": cupy, "cupy.cuda": cupy.cuda, "cupy.cuda.nccl": cupy.cuda.nccl,
+                        "cupy.random": cupy.random, "cupy.linalg": cupy.linalg})
+    tt.backend._cupy = None
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,3 +56,13 @@ def device(request):
 @pytest.fixture(autouse=True)
 def _seed():
     tt.manual_seed(0)
+
+
+@pytest.fixture
+def cupy_counts(request):
+    """The stand-in's synchronisation and upload counters, zeroed (skips on real CuPy, which cannot count)."""
+    if not request.config.getoption("--cupy-standin"):
+        pytest.skip("counting synchronisations needs the CuPy stand-in (--cupy-standin)")
+    import cupy_standin
+
+    return cupy_standin.reset_counts()

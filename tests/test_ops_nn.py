@@ -449,7 +449,7 @@ def test_packed_self_attention_equals_split_heads_attention_and_finite_differenc
     def packed(tensor):
         return F.packed_self_attention(tensor, heads, attn_mask=mask, is_causal=is_causal)
 
-    x = tt.tensor(qkv, dtype=tt.float64, requires_grad=True).to(device)
+    x = tt.tensor(qkv, dtype=tt.float64, device=device, requires_grad=True)
     np.testing.assert_allclose(packed(x).numpy(), split_heads(x).numpy(), rtol=1e-12, atol=1e-12)
     assert tt.gradcheck(packed, [x])
     assert packed(x.detach().float()).dtype == tt.float32
@@ -468,7 +468,7 @@ def test_linear_matches_numpy_and_finite_differences(device, lead, features, out
     x = data.draw(arrays((*lead, features)))
     weight = data.draw(arrays((outputs, features)))
     bias = data.draw(arrays((outputs,)))
-    inputs = [tt.tensor(a, requires_grad=True).to(device) for a in ([x, weight, bias] if with_bias else [x, weight])]
+    inputs = [tt.tensor(a, device=device, requires_grad=True) for a in ([x, weight, bias] if with_bias else [x, weight])]
     expected = x @ weight.T + (bias if with_bias else 0)
     np.testing.assert_allclose(F.linear(*inputs).numpy(), expected, rtol=1e-12, atol=1e-12)
     assert tt.gradcheck(F.linear, inputs)

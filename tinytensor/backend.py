@@ -29,6 +29,8 @@ _cpu_pool: ThreadPoolExecutor | None = None
 SLICE = 1 << 17  # elements per slice in `map_slices`: big enough to amortise thread hand-offs, small enough for L2
 _seed: int | None = None
 _generators: dict[str, object] = {}
+_deferred_checks: list[tuple[object, Exception]] = []  # (device 0-d bool "failed" flag, error to raise)
+MAX_DEFERRED_CHECKS = 1024  # past this many unread flags, read them (one sync) rather than let them pile up
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -118,8 +120,34 @@ def to_device(array, device: str):
     if device_of(array) == device:
         return array
     if device == "cpu":
-        return array.get()
+        return _download(array)
     return cupy_module().asarray(array)
+
+
+def check_later(failed, error: Exception) -> None:
+    """Raise `error` if the device flag `failed` (a 0-d boolean array) is true, without a synchronisation of its
+    own: the flag is read with the next device-to-host transfer (`.numpy()`, `.item()`, the logged loss). Checks
+    of GPU inputs (token ids in range) use it; on the CPU they raise at once instead."""
+    _deferred_checks.append((failed, error))
+    if len(_deferred_checks) >= MAX_DEFERRED_CHECKS:
+        _download(cupy_module().zeros(0))
+
+
+def _download(array) -> numpy.ndarray:
+    """Copy a device array to the host together with the pending check flags, in one transfer, and raise the
+    first failed check's error."""
+    if not _deferred_checks:
+        return array.get()
+    cupy = cupy_module()
+    flags = cupy.stack([failed for failed, _ in _deferred_checks]).astype(bool_)
+    errors = [error for _, error in _deferred_checks]
+    _deferred_checks.clear()
+    payload = cupy.ascontiguousarray(array).reshape(-1).view(numpy.uint8)
+    host = cupy.concatenate([flags.view(numpy.uint8), payload]).get()
+    for failed, error in zip(host[:len(errors)], errors):
+        if failed:
+            raise error
+    return host[len(errors):].view(array.dtype).reshape(array.shape)
 
 
 def to_numpy(array) -> numpy.ndarray:

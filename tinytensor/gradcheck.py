@@ -39,6 +39,10 @@ def gradcheck(fn: Callable, inputs: Sequence[Tensor] | Tensor, *, eps: float = 1
     for i, t in checked:
         if t.dtype != backend.float64:
             raise TypeError(f"gradcheck: input {i} is {t.dtype}; use float64 inputs for finite differences")
+        if not t.is_leaf:
+            raise ValueError(f"gradcheck: input {i} was made by an op ({type(t._node).__name__}), so backward "
+                             "leaves its .grad empty; pass a leaf, e.g. tt.tensor(data, device=device, "
+                             "requires_grad=True) rather than tt.tensor(data, requires_grad=True).to(device)")
     rng = numpy.random.default_rng(seed)
     projections = _draw_projections(fn(*inputs), rng)
 

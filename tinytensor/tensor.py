@@ -130,7 +130,7 @@ class Tensor:
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.item()
+        return backend.to_numpy(self.data).item()
 
     def tolist(self):
         return self.numpy().tolist()

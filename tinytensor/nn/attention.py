@@ -86,14 +86,21 @@ class RotaryEmbedding(Module):
         return Tensor._wrap(cos), Tensor._wrap(sin)
 
     def _check_positions(self, index) -> None:
+        """Positions must lie in the tables. Device positions are checked with the next transfer to the host
+        (`backend.check_later`): reading their min and max here would cost two syncs per call."""
+        limit = self.max_position_embeddings
         if isinstance(index, slice):
             low, high = index.start, index.stop - 1
-        elif index.size:
-            low, high = int(index.min()), int(index.max())
-        else:
+        elif not index.size:
             return
-        if low < 0 or high >= self.max_position_embeddings:
-            raise ValueError(f"rotary positions {low}…{high} fall outside 0…{self.max_position_embeddings - 1}; "
+        elif backend.device_of(index) != "cpu":
+            backend.check_later((index.min() < 0) | (index.max() >= limit), ValueError(
+                f"rotary positions fall outside 0…{limit - 1} (detected on the GPU); raise max_position_embeddings"))
+            return
+        else:
+            low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= limit:
+            raise ValueError(f"rotary positions {low}…{high} fall outside 0…{limit - 1}; "
                              "raise max_position_embeddings")
 
     def extra_repr(self) -> str:

@@ -59,20 +59,29 @@ def log_softmax(x: Tensor, dim: int = -1, *, axis: int | None = None) -> Tensor:
 
 # ---- losses -------------------------------------------------------------------------------------------------------
 def _check_targets(xp, targets, n_classes: int, ignore_index: int) -> None:
-    """Class ids must lie in [0, n_classes) unless ignored; name the first bad one (checked on the CPU only,
-    where it costs no device synchronisation)."""
-    if xp is not backend.module_for("cpu") or targets.size == 0:
+    """Class ids must lie in [0, n_classes) unless ignored. On the CPU name the first bad one at once; on a GPU
+    the check is read with the next transfer to the host (`backend.check_later`), costing no sync of its own."""
+    if targets.size == 0:
         return
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= n_classes))
-    if bad.any():
+    if xp is not backend.module_for("cpu"):
+        backend.check_later(bad.any(), IndexError(f"a target id is out of range for {n_classes} classes "
+                                                  "(detected on the GPU, after the op ran)"))
+    elif bad.any():
         raise IndexError(f"target id {int(targets[bad][0])} is out of range for {n_classes} classes")
 
 
-def _reduce_loss(xp, per_item, valid_count, reduction: str):
+def _valid_count(valid, dtype, reduction: str):
+    """How many targets count towards a mean, as a 0-d array of the loss dtype: it stays on the device (reading
+    it back to the host would cost a sync in every call)."""
+    return valid.sum(dtype=dtype) if reduction == "mean" else None
+
+
+def _reduce_loss(per_item, valid_count, reduction: str):
     if reduction == "none":
         return per_item
     total = per_item.sum()
-    return total if reduction == "sum" else total / per_item.dtype.type(valid_count)
+    return total if reduction == "sum" else total / valid_count
 
 
 class CrossEntropy(Function):
@@ -96,10 +105,10 @@ class CrossEntropy(Function):
         if label_smoothing:
             nll = (1 - label_smoothing) * nll - label_smoothing * log_probs.mean(axis=1)
         per_item = xp.where(valid, nll, 0).astype(logits.dtype, copy=False)
-        self.valid_count = int(valid.sum()) if reduction == "mean" else 1
+        self.valid_count = _valid_count(valid, logits.dtype, reduction)
         self.options = (label_smoothing, reduction)
         self.save_for_backward(log_probs, safe_targets, valid)
-        return _reduce_loss(xp, per_item, self.valid_count, reduction)
+        return _reduce_loss(per_item, self.valid_count, reduction)
 
     def backward(self, grad):
         xp = self.xp
@@ -113,7 +122,7 @@ class CrossEntropy(Function):
         if reduction == "none":
             row_scale = xp.where(valid, grad, 0)
         else:
-            row_scale = valid * (grad / grad.dtype.type(self.valid_count) if reduction == "mean" else grad)
+            row_scale = valid * (grad / self.valid_count if reduction == "mean" else grad)
         grad_logits *= row_scale[:, None].astype(grad_logits.dtype, copy=False)
         return grad_logits, None
 
@@ -128,23 +137,24 @@ class NllLoss(Function):
         safe_targets = xp.where(valid, targets, 0)
         picked = -xp.take_along_axis(log_probs, safe_targets[:, None], axis=1)[:, 0]
         per_item = xp.where(valid, picked, 0).astype(log_probs.dtype, copy=False)
-        self.valid_count = int(valid.sum()) if reduction == "mean" else 1
+        self.valid_count = _valid_count(valid, log_probs.dtype, reduction)
         self.input_shape, self.reduction = log_probs.shape, reduction
         self.save_for_backward(safe_targets, valid)
-        return _reduce_loss(xp, per_item, self.valid_count, reduction)
+        return _reduce_loss(per_item, self.valid_count, reduction)
 
     def backward(self, grad):
         xp = self.xp
         targets, valid = self.saved
-        scale = grad / grad.dtype.type(self.valid_count) if self.reduction == "mean" else grad
+        scale = grad / self.valid_count if self.reduction == "mean" else grad
         grad_input = xp.zeros(self.input_shape, dtype=grad.dtype)
         grad_input[xp.arange(targets.shape[0]), targets] = -(valid * scale)
         return grad_input, None
 
 
 def _classes_last(input: Tensor, target) -> tuple[Tensor, Tensor, tuple]:
-    """PyTorch puts classes on axis 1 ([N, C, d1, …]); flatten to [N·d1·…, C] rows and matching targets."""
-    target = target if isinstance(target, Tensor) else Tensor(target)
+    """PyTorch puts classes on axis 1 ([N, C, d1, …]); flatten to [N·d1·…, C] rows and matching targets.
+    Host targets (lists, NumPy) go to the input's device; a Tensor stays where it is (mixing devices is an error)."""
+    target = target if isinstance(target, Tensor) else Tensor(target, device=input.device)
     if input.ndim == 1:
         return input.reshape(1, -1), target.reshape(1), ()
     if input.ndim == 2:
@@ -344,8 +354,9 @@ class Embedding(Function):
 
 
 def embedding(ids, weight: Tensor, padding_idx: int | None = None) -> Tensor:
-    """weight[ids] for integer ids of any shape; ids outside [0, V) raise an error naming the id and V."""
-    ids = ids if isinstance(ids, Tensor) else Tensor(ids)
+    """weight[ids] for integer ids of any shape; ids outside [0, V) raise an error naming the id and V.
+    Host ids (lists, NumPy) go to the weight's device; a Tensor stays where it is (mixing devices is an error)."""
+    ids = ids if isinstance(ids, Tensor) else Tensor(ids, device=weight.device)
     if backend.is_floating(ids.dtype):
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
     vocab_size = weight.shape[0]
@@ -354,6 +365,10 @@ def embedding(ids, weight: Tensor, padding_idx: int | None = None) -> Tensor:
         if low < 0 or high >= vocab_size:
             raise IndexError(f"token id {high if high >= vocab_size else low} is out of range for a vocabulary "
                              f"of size {vocab_size}")
+    elif ids.numel():
+        backend.check_later((ids.data.min() < 0) | (ids.data.max() >= vocab_size),
+                            IndexError(f"a token id is out of range for a vocabulary of size {vocab_size} "
+                                       "(detected on the GPU, after the lookup ran)"))
     if padding_idx is not None and padding_idx < 0:
         padding_idx += vocab_size
     return Embedding.apply(weight, ids, padding_idx=padding_idx)

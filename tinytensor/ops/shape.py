@@ -225,10 +225,15 @@ class Gather(Function):
     def backward(self, grad):
         xp = self.xp
         grad_input = xp.zeros(self.input_shape, dtype=grad.dtype)
-        positions = list(xp.indices(self.index.shape, sparse=True))
+        positions = _open_grid(xp, self.index.shape)
         positions[self.axis] = self.index
         xp.add.at(grad_input, tuple(positions), grad)
         return grad_input
+
+
+def _open_grid(xp, shape: tuple) -> list:
+    """NumPy's indices(shape, sparse=True), built from aranges: CuPy's `indices` has no `sparse` argument."""
+    return [xp.arange(n).reshape([n if axis == i else 1 for i in range(len(shape))]) for axis, n in enumerate(shape)]
 
 
 def gather(a: Tensor, dim: int, index) -> Tensor:
