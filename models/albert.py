@@ -256,7 +256,8 @@ class AlbertForPreTraining(AlbertPreTrainedModel):
     def loss(mlm_logits: tt.Tensor, sop_logits: tt.Tensor, labels, sentence_order_label) -> tt.Tensor:
         """Hugging Face's pre-training loss: masked-LM cross entropy (labels -100 where not masked) plus the
         sentence-order cross entropy (sentence_order_label [B]: 0 = original order, 1 = swapped)."""
-        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(sop_logits, as_ids(sentence_order_label, sop_logits.device))
+        sop_labels = as_ids(sentence_order_label, sop_logits.device)
+        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(sop_logits, sop_labels)
 
 
 class AlbertForMaskedLM(AlbertPreTrainedModel):

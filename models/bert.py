@@ -325,7 +325,8 @@ class BertForPreTraining(BertPreTrainedModel):
     def loss(mlm_logits: tt.Tensor, nsp_logits: tt.Tensor, labels, next_sentence_label) -> tt.Tensor:
         """Hugging Face's pre-training loss: masked-LM cross entropy (labels -100 where not masked) plus the
         next-sentence cross entropy (next_sentence_label [B]: 0 = B follows A, 1 = random)."""
-        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(nsp_logits, as_ids(next_sentence_label, nsp_logits.device))
+        nsp_labels = as_ids(next_sentence_label, nsp_logits.device)
+        return masked_lm_loss(mlm_logits, labels) + F.cross_entropy(nsp_logits, nsp_labels)
 
 
 class BertForMaskedLM(BertPreTrainedModel):

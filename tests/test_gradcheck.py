@@ -145,3 +145,9 @@ def test_gradcheck_catches_an_output_that_was_cut_off_from_the_graph():
     x = _input((3,))
     with pytest.raises(GradcheckError, match="analytic 0, finite differences"):
         tt.gradcheck(lambda x: tt.tensor(x.numpy()) * x.detach() + x.detach().exp(), [x])
+
+
+def test_gradcheck_refuses_an_input_made_by_an_op_whose_grad_backward_never_fills():
+    leaf = tt.tensor([1.0, 2.0], dtype=tt.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="made by an op"):
+        tt.gradcheck(lambda x: x * x, [leaf * 1.0])

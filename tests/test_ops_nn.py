@@ -468,7 +468,8 @@ def test_linear_matches_numpy_and_finite_differences(device, lead, features, out
     x = data.draw(arrays((*lead, features)))
     weight = data.draw(arrays((outputs, features)))
     bias = data.draw(arrays((outputs,)))
-    inputs = [tt.tensor(a, device=device, requires_grad=True) for a in ([x, weight, bias] if with_bias else [x, weight])]
+    arrays_in = [x, weight, bias] if with_bias else [x, weight]
+    inputs = [tt.tensor(a, device=device, requires_grad=True) for a in arrays_in]
     expected = x @ weight.T + (bias if with_bias else 0)
     np.testing.assert_allclose(F.linear(*inputs).numpy(), expected, rtol=1e-12, atol=1e-12)
     assert tt.gradcheck(F.linear, inputs)

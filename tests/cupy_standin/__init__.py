@@ -56,7 +56,7 @@ def _missing(module_name: str, published: set):
     """Module `__getattr__`: a name CuPy lacks is an AttributeError, as in CuPy; one it has but the stand-in does
     not imitate says so (extend the stand-in rather than work around it)."""
 
-    def __getattr__(name: str):
+    def __getattr__(name: str):  # noqa: N807 - a module-level __getattr__
         if name in published:
             raise AttributeError(f"{module_name}.{name} exists in CuPy but the test stand-in does not imitate it; "
                                  "add it to tests/cupy_standin")

@@ -15,7 +15,7 @@ def names_of(section: str) -> set:
     return {*entry["functions"], *entry["ufuncs"], *entry["classes"], *entry["constants"], *entry["modules"]}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def signature(section: str, name: str) -> inspect.Signature | None:
     """CuPy's signature of a function or method (None: CuPy publishes none, so any call binds)."""
     entry = API[section]

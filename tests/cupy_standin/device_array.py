@@ -73,6 +73,25 @@ def _unwrap_index(index):
     return index
 
 
+def _wrap_around(shape: tuple, index):
+    """CuPy reads integer-array indices modulo the axis length (no bounds check on the GPU): an out-of-range id
+    gives a wrong row silently, not an IndexError. Integer arrays in a plain tuple of index arrays and slices are
+    wrapped the same way here."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(part is Ellipsis or part is None for part in parts):
+        return index
+    wrapped = tuple(numpy.mod(part, shape[axis]) if isinstance(part, numpy.ndarray) and part.dtype.kind in "iu"
+                    else part for axis, part in enumerate(parts))
+    return wrapped if isinstance(index, tuple) else wrapped[0]
+
+
+def take_along_axis(a, indices, axis):
+    """`cupy.take_along_axis`: like NumPy's, but out-of-range indices wrap around as in CuPy's indexing."""
+    check_call("cupy", "take_along_axis", (a, indices, axis), {})
+    memory, raw = unwrap(a, "take_along_axis"), unwrap(indices, "take_along_axis")
+    return wrap(numpy.take_along_axis(memory, numpy.mod(raw, memory.shape[axis]), axis=axis))
+
+
 # ---- the device array -----------------------------------------------------------------------------------------------
 class _Flags:
     """CuPy's `ndarray.flags`: contiguity and ownership only (no `writeable`)."""
@@ -198,7 +217,7 @@ class ndarray:  # noqa: N801 - CuPy's name
 
     # -- indexing
     def __getitem__(self, index):
-        return wrap(self._memory[_unwrap_index(index)])
+        return wrap(self._memory[_wrap_around(self._memory.shape, _unwrap_index(index))])
 
     def __setitem__(self, index, value):
         if isinstance(value, numpy.ndarray):
@@ -279,7 +298,7 @@ for _python_name, _numpy_name in {"neg": "negative", "pos": "positive", "abs": "
     setattr(ndarray, f"__{_python_name}__", lambda self, _f=_numpy_name: wrap(getattr(numpy, _f)(self._memory)))
 
 
-# ---- ufuncs and functions ---------------------------------------------------------------------------------------------
+# ---- ufuncs and functions --------------------------------------------------------------------------------------------
 class ufunc_:  # noqa: N801 - `cupy.ufunc`
     """A CuPy ufunc: NumPy's of the same name, with CuPy's operand rules and its methods (`at`, `reduce`, ...)."""
 
@@ -366,7 +385,7 @@ def get_array_module(*args):
 
 
 FUNCTIONS: dict[str, dict] = {}
-SPECIAL = {"asnumpy": asnumpy, "get_array_module": get_array_module}
+SPECIAL = {"asnumpy": asnumpy, "get_array_module": get_array_module, "take_along_axis": take_along_axis}
 
 
 def namespace(section: str) -> dict:
