@@ -7,60 +7,52 @@ import threading
 
 import numpy as np
 import pytest
+import test_train_finetune
+import test_train_gpt_char
+import test_train_lm
+import test_train_mlm
+import test_train_translate
 
 import tinytensor as tt
 import tinytensor.distributed as dist
 from train import finetune, gpt_char, lm, mlm, translate
 
 pytestmark = pytest.mark.gpu
-WORDS = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler", "in", "mind"]
 FEW_ITERS = ["--device", "cuda", "--max-iters", "3", "--eval-interval", "3", "--no-progress"]
+# each trainer's tiny flags come from its own test module, so they follow the trainers' flags as those change
 
 
 @pytest.fixture
 def text_file(tmp_path):
-    rng = np.random.default_rng(0)
     path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(" ".join(rng.choice(WORDS, rng.integers(3, 9))) for _ in range(300)), encoding="utf-8")
+    path.write_text(test_train_mlm.generated_text(), encoding="utf-8")
     return path
 
 
 def test_gpt_char_trains_on_cuda(text_file, tmp_path):
-    assert gpt_char.main(["--data", str(text_file), "--out", str(tmp_path / "run"), "--n-layer", "1", "--n-head",
-                          "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4", "--eval-iters", "2",
-                          "--sample-tokens", "5", *FEW_ITERS]) == 0
+    assert gpt_char.main(["--data", str(text_file), "--out", str(tmp_path / "run"), *test_train_gpt_char.SMALL_MODEL,
+                          *FEW_ITERS]) == 0
 
 
-@pytest.mark.parametrize("model, flags", [
-    ("gpt2", ["--n-layer", "1", "--n-head", "2", "--n-embd", "16"]),
-    ("llama", ["--num-hidden-layers", "1", "--num-attention-heads", "2", "--num-key-value-heads", "1",
-               "--hidden-size", "16", "--intermediate-size", "32"]),
-])
-def test_lm_trains_on_cuda(model, flags, text_file, tmp_path):
-    assert lm.main(["--model", model, "--data", str(text_file), "--out", str(tmp_path / "run"), "--block-size", "8",
-                    "--batch-size", "4", "--eval-iters", "2", "--vocab-size", "300", "--sample-tokens", "5",
-                    *flags, *FEW_ITERS]) == 0
+@pytest.mark.parametrize("model", ["gpt2", "llama"])
+def test_lm_trains_on_cuda(model, text_file, tmp_path):
+    assert lm.main(["--model", model, "--data", str(text_file), "--out", str(tmp_path / "run"),
+                    *test_train_lm.COMMON, *test_train_lm.MODEL_FLAGS[model], *FEW_ITERS]) == 0
 
 
 @pytest.mark.parametrize("model", ["bert", "albert", "deberta"])
 def test_mlm_trains_on_cuda(model, text_file, tmp_path):
-    extra = ["--embedding-size", "8"] if model == "albert" else []
-    assert mlm.main(["--model", model, "--data", str(text_file), "--out", str(tmp_path / "run"), "--seq-length",
-                     "24", "--batch-size", "8", "--vocab-size", "70", "--eval-iters", "2", "--eval-batches", "2",
-                     "--num-hidden-layers", "1", "--num-attention-heads", "2", "--hidden-size", "16",
-                     "--intermediate-size", "32", *extra, *FEW_ITERS]) == 0
+    assert mlm.main(["--model", model, "--data", str(text_file), "--out", str(tmp_path / "run"),
+                     *test_train_mlm.COMMON, *test_train_mlm.MODEL_FLAGS[model], *FEW_ITERS]) == 0
 
 
 def test_translate_trains_and_decodes_on_cuda(tmp_path):
-    assert translate.main(["--d-model", "8", "--n-heads", "2", "--d-ff", "16", "--n-layers", "1", "--eval-iters",
-                           "1", "--max-tokens", "120", "--num-train", "300", "--num-held-out", "4", "--beam-size",
-                           "2", "--out", str(tmp_path / "run"), *FEW_ITERS]) == 0
+    assert translate.main([*test_train_translate.TINY, "--out", str(tmp_path / "run"), *FEW_ITERS]) == 0
 
 
 def test_finetune_trains_on_cuda(tmp_path):
-    assert finetune.main(["--out", str(tmp_path / "run"), "--model", "bert", "--hidden-size", "16",
-                          "--num-hidden-layers", "1", "--num-attention-heads", "2", "--intermediate-size", "32",
-                          "--eval-iters", "1", *FEW_ITERS]) == 0
+    assert finetune.main(["--out", str(tmp_path / "run"), "--model", "bert", *test_train_finetune.TINY,
+                          *FEW_ITERS]) == 0
 
 
 # ---- NCCL, two ranks as two threads of this process --------------------------------------------------------------
