@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,10 +179,7 @@ def test_a_file_as_out_and_resume_without_a_run_are_one_line_errors(tmp_path, te
 
 def test_overwrite_replaces_the_run_with_its_own_tokenizer_and_metrics(finished_run, tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    for name, content in snapshot(finished_run).items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(content)
+    shutil.copytree(finished_run, out)
     other = tmp_path / "other.txt"
     other.write_text("abcdefgh " * 400, encoding="utf-8")
     assert gpt_char.main(["--data", str(other), "--out", str(out), *SMALL, "--max-iters", "2", "--eval-interval",
@@ -202,10 +200,7 @@ def test_resume_with_a_flag_that_shapes_the_run_names_the_flag_and_both_values(f
 
 def test_resume_may_change_the_listed_flags(finished_run, tmp_path):
     out = tmp_path / "run"
-    out.mkdir()
-    for name, content in snapshot(finished_run).items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(content)
+    shutil.copytree(finished_run, out)
     assert gpt_char.main(["--out", str(out), "--resume", "--max-iters", "6", "--lr", "2e-3", "--n-layer", "1",
                           "--no-progress", "--sample-tokens", "5"]) == 0
     assert tio.load_checkpoint(out / "checkpoint").step == 6
@@ -264,10 +259,7 @@ def test_kill_9_at_any_instant_leaves_a_run_that_loads_and_samples(finished_run,
     """A replacing run (or a resumed one) killed at random instants: the directory always holds a whole run."""
     rng = np.random.default_rng(7 + resume)
     out = tmp_path / "run"
-    out.mkdir()
-    for name, content in snapshot(finished_run).items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(content)
+    shutil.copytree(finished_run, out)
     other = tmp_path / "other.txt"
     other.write_text("abcdefgh\n" * 400, encoding="utf-8")
     for _ in range(4):

@@ -409,6 +409,15 @@ def flag_help(flag: Flag) -> str:
     return f"{flag.help}{domain}{' [may change on --resume]' if flag.resumable else ''}"
 
 
+def check_model_fits(run: Run, length_flag: str, length: int, positions: int) -> None:
+    """Before training: the model has positions for `length` tokens and an embedding row for every tokenizer id."""
+    if length > positions:
+        raise CommandError(f"{length_flag} {length} is longer than the model's {positions} positions")
+    if run.tokenizer.vocab_size > run.model_config["vocab_size"]:
+        raise CommandError(f"the tokenizer has {run.tokenizer.vocab_size} tokens but the model's vocabulary only "
+                           f"{run.model_config['vocab_size']}")
+
+
 def check_tokenizer_fits(tokenizer, vocab_size: int | None, source: Path) -> None:
     """A tokenizer with more ids than the model's vocabulary would index past its embedding."""
     size = getattr(tokenizer, "vocab_size", None)

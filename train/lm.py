@@ -30,7 +30,7 @@ import numpy as np
 import tinytensor as tt
 import tinytensor.distributed as dist
 from models.tokenizers import DEFAULT_SPECIAL_TOKEN, ByteLevelBPETokenizer
-from train.cli import CommandError, Run, Task, export_hf
+from train.cli import CommandError, Run, Task, check_model_fits, export_hf
 from train.corpus import CorpusError, get_batch, load_corpus, require_windows
 from train.settings import ANY, NON_NEGATIVE, POSITIVE, at_least, setting
 
@@ -144,7 +144,7 @@ class LMTask(Task):
             run.model = self.build_model(run.model_name, new_model_config(config_class, run.model_name, run))
         run.model_config = dataclasses.asdict(run.model.config)
         block_size = run.settings["block_size"]
-        self._check_sizes(run, block_size)
+        check_model_fits(run, "--block-size", block_size, run.model_config[POSITIONS_FIELD[run.model_name]])
         splits = {"train": np.asarray(run.tokenizer.encode(train_text), dtype=np.int64),
                   "val": np.asarray(run.tokenizer.encode(val_text), dtype=np.int64)}
         require_windows(splits, block_size, unit="tokens")
@@ -166,14 +166,6 @@ class LMTask(Task):
             print(f"learning a byte-level BPE of {run.settings['vocab_size']} tokens from {len(train_text):,} "
                   "characters")
         return ByteLevelBPETokenizer.train(train_text, run.settings["vocab_size"])
-
-    def _check_sizes(self, run: Run, block_size: int) -> None:
-        limit = run.model_config[POSITIONS_FIELD[run.model_name]]
-        if block_size > limit:
-            raise CommandError(f"--block-size {block_size} is longer than the model's context of {limit} tokens")
-        if run.tokenizer.vocab_size > run.model_config["vocab_size"]:
-            raise CommandError(f"the tokenizer has {run.tokenizer.vocab_size} tokens but the model's vocabulary "
-                               f"only {run.model_config['vocab_size']}")
 
     def finish(self, run: Run, trainer) -> int:
         """Write <out>/hf (also after Ctrl-C), then print a short sample."""

@@ -40,7 +40,7 @@ import numpy as np
 import tinytensor as tt
 import tinytensor.distributed as dist
 from models.tokenizers.wordpiece import CLS, MASK, SEP, SPECIAL_TOKENS, WordPieceTokenizer
-from train.cli import CommandError, Run, Task, export_hf, write_scores
+from train.cli import Run, Task, check_model_fits, export_hf, write_scores
 from train.corpus import CorpusError, load_corpus
 from train.settings import ANY, BOOL, NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, setting
 from train.wordpiece_trainer import train_tokenizer
@@ -289,7 +289,7 @@ class MLMTask(Task):
         config = run.saved["model"] if run.saved else self._new_model_config(run)
         run.model = self.build_model(run.model_name, config).to(run.device)
         run.model_config = dataclasses.asdict(run.model.config)
-        self._check_sizes(run)
+        check_model_fits(run, "--seq-length", seq_length, run.model_config.get("max_position_embeddings", seq_length))
         batch_size = run.settings["batch_size"]
         run.batches = PairBatches(splits, run.tokenizer, seq_length, batch_size * run.world_size, pair_task, spec)
         run.loss_fn = loss_function(pair_task)
@@ -317,15 +317,6 @@ class MLMTask(Task):
         derived = {"vocab_size": run.tokenizer.vocab_size, "pad_token_id": run.tokenizer.pad_token_id,
                    "max_position_embeddings": run.settings["seq_length"]}
         return {**run.model_flags, **{name: value for name, value in derived.items() if name in names}}
-
-    def _check_sizes(self, run: Run) -> None:
-        seq_length = run.settings["seq_length"]
-        limit = run.model_config.get("max_position_embeddings", seq_length)
-        if seq_length > limit:
-            raise CommandError(f"--seq-length {seq_length} is longer than the model's {limit} positions")
-        if run.tokenizer.vocab_size > run.model_config["vocab_size"]:
-            raise CommandError(f"the tokenizer has {run.tokenizer.vocab_size} tokens but the model's vocabulary "
-                               f"only {run.model_config['vocab_size']}")
 
     def finish(self, run: Run, trainer) -> int:
         """Write <out>/hf (also after Ctrl-C), then score held-out masked-LM accuracy."""
