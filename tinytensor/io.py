@@ -29,12 +29,16 @@ checkpoint exists.) One process writes a given checkpoint directory at a time.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import secrets
-from collections.abc import Callable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,12 +53,42 @@ CHECKPOINT_FILE = "checkpoint.json"
 CHECKPOINT_FORMAT = "tinytensor-checkpoint"
 CHECKPOINT_VERSION = 1
 JSON_METADATA_KEY = "__json__"
+RECORD_TYPES = {"format": str, "format_version": int, "step": int, "tensors_file": str, "sha256": str,
+                "tensors": dict[str, dict], "optimizer": dict | None, "scheduler": dict | None, "rng": dict | None,
+                "config": Any, "extra": dict | None}  # checkpoint.json: every key, each with its type
+OPTIMIZER_RECORD_TYPES = {"param_groups": list[dict], "state": dict[str, dict]}
 
 PathLike = str | os.PathLike
 
 
-class CheckpointError(ValueError):
-    """A file that cannot be loaded as what it claims to be (corrupted, truncated, mismatched); names the file."""
+# ---- errors ------------------------------------------------------------------------------------------------------
+class FileFormatError(ValueError):
+    """A file that exists but cannot be read as what it should be. `path` is the file; the message starts with it.
+
+    A ValueError, so code that catches ValueError keeps working. A missing file is a FileNotFoundError instead."""
+
+    def __init__(self, path: PathLike, problem: str):
+        super().__init__(path, problem)  # both in args, so the error pickles and copies like any other
+        self.path, self.problem = Path(path), problem
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+class ConfigError(FileFormatError):
+    """A JSON settings file (config.json, tokenizer_config.json, a tokenizer's JSON) that is not a JSON object,
+    lacks a required key, has a value of the wrong type, or a value the code does not support."""
+
+
+class CheckpointError(FileFormatError):
+    """Weights that cannot be loaded as what they claim to be: a safetensors file or index that is truncated,
+    corrupted or foreign, a training checkpoint that does not match its checkpoint.json, or either not fitting
+    the model."""
+
+
+class UnsafePathError(FileFormatError):
+    """A path written inside a file (a checkpoint's tensors file, a shard of a weight index) that is absolute or
+    leads out of that file's directory. The file it names is never opened."""
 
 
 # ---- atomic files --------------------------------------------------------------------------------------------
@@ -96,6 +130,207 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+# ---- reading files -------------------------------------------------------------------------------------------------
+def require_file(path: PathLike, hint: str = "") -> Path:
+    """`path` as a Path if it is a regular file (symlinks followed). FileNotFoundError naming it if nothing is
+    there (with `hint`, e.g. what the directory should hold), FileFormatError if it is a directory or the like."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist" + (f" ({hint})" if hint else ""))
+    if not path.is_file():
+        raise FileFormatError(path, "not a regular file")
+    return path
+
+
+def read_bytes(path: PathLike, hint: str = "") -> bytes:
+    """The bytes of the file at `path` (see `require_file` for the errors)."""
+    return require_file(path, hint).read_bytes()
+
+
+def read_text(path: PathLike, error: type[FileFormatError] = FileFormatError) -> str:
+    """A UTF-8 text file, decoded strictly: `error` names the file and the byte offset of the first byte that is
+    not UTF-8. Newlines and a byte-order mark are kept as they are (for vocab.txt, merges.txt, TSV data)."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as decode_error:
+        raise error(path, f"not UTF-8 text: byte {decode_error.start} is {data[decode_error.start]:#04x} "
+                          f"({decode_error.reason})") from None
+
+
+def read_json(path: PathLike, error: type[FileFormatError] = FileFormatError) -> Any:
+    """A JSON file, parsed: `error` names the file and the line and column where parsing failed."""
+    text = read_text(path, error)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as parse_error:
+        raise error(path, f"not valid JSON: {parse_error.msg} at line {parse_error.lineno}, column "
+                          f"{parse_error.colno}; is it truncated or corrupted?") from None
+    except (ValueError, RecursionError) as parse_error:  # an integer of 5000 digits, arrays nested 1000 deep
+        raise error(path, f"not usable JSON: {parse_error}") from None
+
+
+def read_json_fields(path: PathLike, types: Mapping[str, Any], required: Iterable[str] = (),
+                     error: type[FileFormatError] = ConfigError) -> dict[str, Any]:
+    """The keys of `types` that the JSON object in `path` holds, each checked by `check_type` against its type
+    (other keys are ignored, as transformers ignores keys it does not know); `error` names the file and the key
+    if a `required` key is missing, a value has the wrong type, or the file does not hold a JSON object."""
+    raw = read_json(path, error)
+    if not isinstance(raw, dict):
+        raise error(path, f"holds {_json_kind(raw)}; expected a JSON object {{...}}")
+    missing = [key for key in required if key not in raw]
+    if missing:
+        raise error(path, f"lacks the key{'s' if len(missing) > 1 else ''} {', '.join(map(json.dumps, missing))}")
+    with file_errors(path, error):
+        return {key: check_type(value, types[key], key) for key, value in raw.items() if key in types}
+
+
+def read_safetensors(path: PathLike, error: type[FileFormatError] = CheckpointError,
+                     hint: str = "") -> dict[str, numpy.ndarray]:
+    """Every array of a safetensors file; `error` names a file that is empty, truncated, corrupted or in
+    another format (a pickle, say) and gives the parser's reason."""
+    return _deserialize(read_bytes(path, hint), path, error)
+
+
+@contextlib.contextmanager
+def file_errors(path: PathLike, error: type[FileFormatError] = ConfigError):
+    """Within the block, a ValueError, TypeError or ArithmeticError (a value read from `path` failing a check, such
+    as a config's own `__post_init__`) becomes `error` naming `path`; the library's own file errors pass as they
+    are."""
+    try:
+        yield
+    except FileFormatError:
+        raise
+    except (ValueError, TypeError, ArithmeticError) as check_error:
+        raise error(path, str(check_error)) from check_error
+
+
+def path_inside(directory: PathLike, entry: Any, source: PathLike, key: str) -> Path:
+    """directory/entry, for a file name `entry` read from the file `source` (at `key`, e.g. 'tensors_file').
+
+    It must be a relative path that stays inside `directory` with `..` and symlinks resolved; otherwise
+    UnsafePathError names `source`, `key` and the entry, and nothing outside is opened. The one exception is a
+    Hugging Face cache snapshot (`.../snapshots/<revision>/`), whose files link into the repository's `blobs/`."""
+    if not isinstance(entry, str) or not entry or "\0" in entry:
+        raise ConfigError(source, f"{key} is {json.dumps(entry)}; expected a file name")
+    if Path(entry).is_absolute():
+        raise UnsafePathError(source, f"{key} names the absolute path {entry!r}; it must be a file name relative "
+                                      f"to {directory}")
+    try:
+        root, target = Path(directory).resolve(), (Path(directory) / entry).resolve()
+    except (OSError, RuntimeError) as resolve_error:  # a symlink loop
+        raise UnsafePathError(source, f"{key} {entry!r} cannot be resolved ({resolve_error})") from None
+    allowed = [root, *([root.parent.parent / "blobs"] if root.parent.name == "snapshots" else [])]
+    if not any(target.is_relative_to(folder) for folder in allowed):
+        raise UnsafePathError(source, f"{key} {entry!r} leads out of {directory} (to {target}); it is not read")
+    return Path(directory) / entry
+
+
+# ---- typed values --------------------------------------------------------------------------------------------------
+_DESCRIPTIONS = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
+                 list: "a list", dict: "an object", type(None): "null"}
+_PLURALS = {bool: "booleans", int: "integers", float: "finite numbers", str: "strings", dict: "objects"}
+
+
+def check_type(value: Any, hint: Any, key: str) -> Any:
+    """`value` (parsed from JSON) as the annotated type `hint`, or ValueError naming `key`, the value and the type.
+
+    bool takes only true/false; int only integral numbers (2.0 becomes 2; 1.9, "2" and true are refused); float
+    any finite number (ints become floats); str only strings; list[X] and dict[str, X] check every item;
+    `X | Y | None` takes the first option that fits; Any takes everything."""
+    checked = _checked(value, hint, key)
+    if checked is _MISMATCH:
+        raise ValueError(f"{json.dumps(key)} is {_json_text(value)} ({_json_kind(value)}); "
+                         f"expected {_describe(hint)}")
+    return checked
+
+
+_MISMATCH = object()
+
+
+def _checked(value: Any, hint: Any, key: str) -> Any:
+    """`value` as `hint`, or _MISMATCH when it does not fit; items of a list or dict that do not fit raise."""
+    options = _union_options(hint)
+    if options is not None:
+        return next((out for option in options if (out := _checked(value, option, key)) is not _MISMATCH),
+                    _MISMATCH)
+    origin = typing.get_origin(hint) or hint
+    if hint is Any:
+        return value
+    if hint is type(None):
+        return None if value is None else _MISMATCH
+    if hint is bool:
+        return value if isinstance(value, bool) else _MISMATCH
+    if hint is int:
+        return _as_int(value)
+    if hint is float:
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if is_number and math.isfinite(value) else _MISMATCH
+    if hint is str:
+        return value if isinstance(value, str) else _MISMATCH
+    if origin is list:
+        item_type = next(iter(typing.get_args(hint)), Any)
+        return [check_type(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)] \
+            if isinstance(value, list) else _MISMATCH
+    if origin is dict:
+        value_type = typing.get_args(hint)[1] if typing.get_args(hint) else Any
+        return {name: check_type(item, value_type, f"{key}.{name}") for name, item in value.items()} \
+            if isinstance(value, dict) else _MISMATCH
+    raise TypeError(f"check_type: annotation {hint!r} of {key!r} is not supported")
+
+
+def _union_options(hint: Any) -> tuple | None:
+    """The options of `X | Y` (or typing.Union), None for any other annotation."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
+    return None
+
+
+def _as_int(value: Any) -> Any:
+    """An integral JSON number as an int (2.0 → 2); _MISMATCH for bools, fractions, infinities and the rest."""
+    if isinstance(value, bool):
+        return _MISMATCH
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return _MISMATCH
+
+
+def _describe(hint: Any) -> str:
+    """What a value of annotation `hint` looks like in JSON, in words: 'an integer, a list of integers or null'."""
+    options = _union_options(hint)
+    if options is not None:
+        words = [_describe(option) for option in options]
+        return ", ".join(words[:-1]) + " or " + words[-1]
+    origin = typing.get_origin(hint) or hint
+    if origin is list and typing.get_args(hint) and typing.get_args(hint)[0] in _PLURALS:
+        return f"a list of {_PLURALS[typing.get_args(hint)[0]]}"
+    return _DESCRIPTIONS.get(origin, "any JSON value")
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON type of a parsed value, in words ('a string', 'an array', ...)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    kinds = {str: "a string", int: "a number", float: "a number", list: "an array", dict: "an object"}
+    return next((kind for python_type, kind in kinds.items() if isinstance(value, python_type)), type(value).__name__)
+
+
+def _json_text(value: Any, limit: int = 60) -> str:
+    """`value` as JSON text, cut to `limit` characters."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def field_types(config_class: type) -> dict[str, Any]:
+    """Name → annotation of a dataclass's constructor arguments (its fields and `InitVar`s, the latter unwrapped)."""
+    hints = typing.get_type_hints(config_class)
+    init_vars = {name: hint.type for name, hint in hints.items() if isinstance(hint, dataclasses.InitVar)}
+    return {**{field.name: hints[field.name] for field in dataclasses.fields(config_class) if field.init},
+            **init_vars}
+
+
 # ---- tensor files ----------------------------------------------------------------------------------------------
 def save(state_dict: Mapping[str, Any], path: PathLike, metadata: Mapping[str, Any] | None = None) -> None:
     """Write a flat dict name → Tensor (or NumPy/CuPy array) to a safetensors file, atomically.
@@ -107,21 +342,21 @@ def save(state_dict: Mapping[str, Any], path: PathLike, metadata: Mapping[str, A
 
 def load(path: PathLike, device: str = "cpu") -> dict[str, Tensor]:
     """Read a safetensors file into a dict name → Tensor on `device`; CheckpointError names a damaged file."""
-    path = Path(path)
-    arrays = _deserialize(_read_bytes(path), path)
+    arrays = read_safetensors(path)
     return {name: Tensor(array, device=device) for name, array in arrays.items()}
 
 
 def load_metadata(path: PathLike) -> dict[str, Any]:
     """The metadata saved with `save` (JSON values decoded), {} if there is none."""
-    path = _existing(Path(path))
+    path = require_file(path)
     try:
         with safetensors.safe_open(str(path), framework="numpy") as file:
             raw = file.metadata() or {}
-    except safetensors.SafetensorError as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({error})") from error
-    json_keys = json.loads(raw.pop(JSON_METADATA_KEY, "[]"))
-    return {key: json.loads(value) if key in json_keys else value for key, value in raw.items()}
+        json_keys = json.loads(raw.pop(JSON_METADATA_KEY, "[]"))
+        return {key: json.loads(value) if key in json_keys else value for key, value in raw.items()}
+    except (safetensors.SafetensorError, ValueError) as error:
+        raise CheckpointError(path, f"not a readable safetensors file, or its metadata is damaged ({error})") \
+            from None
 
 
 def _host_array(value) -> numpy.ndarray:
@@ -149,22 +384,13 @@ def _serialize(arrays: dict[str, numpy.ndarray], metadata: dict[str, str] | None
         raise ValueError(f"cannot save {path} as safetensors: {error}") from error
 
 
-def _deserialize(data: bytes, path: Path) -> dict[str, numpy.ndarray]:
+def _deserialize(data: bytes, path: PathLike,
+                 error: type[FileFormatError] = CheckpointError) -> dict[str, numpy.ndarray]:
+    """The arrays of safetensors bytes read from `path`; `error` names the file if they do not parse."""
     try:
         return safetensors.numpy.load(data)
-    except (safetensors.SafetensorError, ValueError, TypeError) as error:
-        raise CheckpointError(
-            f"{path} is not a valid safetensors file; is it truncated or corrupted? ({error})") from error
-
-
-def _existing(path: Path) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    return path
-
-
-def _read_bytes(path: Path) -> bytes:
-    return _existing(path).read_bytes()
+    except (safetensors.SafetensorError, ValueError, TypeError) as parse_error:
+        raise error(path, f"not a valid safetensors file; is it truncated or corrupted? ({parse_error})") from None
 
 
 def _to_json(value: Any) -> str:
@@ -231,19 +457,21 @@ def load_checkpoint(directory: PathLike, device: str = "cpu") -> Checkpoint:
 
     Raises FileNotFoundError (naming the missing file) or CheckpointError (naming the damaged or mismatched file)."""
     directory = Path(directory)
-    record = _read_record(directory / CHECKPOINT_FILE)
-    tensors_path = directory / record["tensors_file"]
-    blob = _read_bytes(tensors_path)
+    record_path = directory / CHECKPOINT_FILE
+    record = _read_record(record_path)
+    tensors_path = path_inside(directory, record["tensors_file"], record_path, '"tensors_file"')
+    blob = read_bytes(tensors_path, f"named by {record_path}")
     if hashlib.sha256(blob).hexdigest() != record["sha256"]:
-        raise CheckpointError(f"{tensors_path}: SHA-256 checksum mismatch with {CHECKPOINT_FILE} "
-                              f"(the file is truncated or corrupted; {len(blob)} bytes on disk)")
+        raise CheckpointError(tensors_path, f"SHA-256 checksum mismatch with {CHECKPOINT_FILE} "
+                                            f"(the file is truncated or corrupted; {len(blob)} bytes on disk)")
     arrays = _deserialize(blob, tensors_path)
     _check_manifest(arrays, record["tensors"], tensors_path)
     model = {name.removeprefix("model/"): Tensor(array, device=device)
              for name, array in arrays.items() if name.startswith("model/")}
     optimizer = None
     if record["optimizer"] is not None:
-        optimizer = _join_optimizer_state(record["optimizer"], arrays, device)
+        with file_errors(record_path, CheckpointError):
+            optimizer = _join_optimizer_state(record["optimizer"], arrays, device)
     return Checkpoint(path=directory, model=model, optimizer=optimizer, scheduler=record["scheduler"],
                       rng=record["rng"], config=record["config"], step=record["step"], extra=record["extra"])
 
@@ -263,7 +491,7 @@ def check_compatible(checkpoint: Checkpoint, model_state: Mapping[str, Any], che
             problems.append(f"{name}: checkpoint dtype {theirs.dtype}, model dtype {ours.dtype}")
     problems = [problem for problem in problems if problem]
     if problems:
-        raise CheckpointError(f"checkpoint {checkpoint.path} does not fit this model:\n  " + "\n  ".join(problems))
+        raise CheckpointError(checkpoint.path, "does not fit this model:\n  " + "\n  ".join(problems))
 
 
 def _array_of(value):
@@ -284,13 +512,26 @@ def _split_optimizer_state(state_dict: Mapping) -> tuple[dict[str, numpy.ndarray
 
 
 def _join_optimizer_state(saved: dict[str, Any], arrays: dict[str, numpy.ndarray], device: str) -> dict[str, Any]:
-    """The inverse of `_split_optimizer_state`: an `Optimizer.state_dict()` with arrays on `device`."""
-    state = {int(index): dict(counters) for index, counters in saved["state"].items()}
+    """The inverse of `_split_optimizer_state`: an `Optimizer.state_dict()` with arrays on `device`. ValueError
+    if the JSON part is not what `_split_optimizer_state` writes or lacks a parameter the arrays have."""
+    saved = check_type(saved, dict[str, Any], "optimizer")
+    for key, hint in OPTIMIZER_RECORD_TYPES.items():
+        check_type(saved.get(key), hint, f"optimizer.{key}")
+    state = {_parameter_index(index): dict(counters) for index, counters in saved["state"].items()}
     for name, array in arrays.items():
         if name.startswith("optim/"):
             _, index, key = name.split("/", 2)
+            if int(index) not in state:
+                raise ValueError(f"optimizer.state has no entry {index!r} for the tensor {name!r}")
             state[int(index)][key] = backend.to_device(array, device)
     return {"state": state, "param_groups": saved["param_groups"]}
+
+
+def _parameter_index(text: str) -> int:
+    """A parameter index written as a JSON key ("0", "1", ...); ValueError for anything else."""
+    if not text.isdecimal():
+        raise ValueError(f"optimizer.state key {text!r} is not a parameter index")
+    return int(text)
 
 
 def _is_array(value) -> bool:
@@ -298,18 +539,14 @@ def _is_array(value) -> bool:
 
 
 def _read_record(path: Path) -> dict[str, Any]:
-    """checkpoint.json, parsed and checked for format and version."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint in {path.parent}: {path} does not exist")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is not valid JSON; is it truncated or corrupted? ({error})") from error
-    if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a tinytensor checkpoint record (no \"format\": \"{CHECKPOINT_FORMAT}\")")
-    if record.get("format_version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {record.get('format_version')}; "
-                              f"this tinytensor reads version {CHECKPOINT_VERSION}")
+    """checkpoint.json, parsed, every key checked for its type (`RECORD_TYPES`), format and version checked."""
+    require_file(path, f"no checkpoint in {path.parent}")
+    record = read_json_fields(path, RECORD_TYPES, required=RECORD_TYPES, error=CheckpointError)
+    if record["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f'not a tinytensor checkpoint record (no "format": "{CHECKPOINT_FORMAT}")')
+    if record["format_version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(path, f"checkpoint format version {record['format_version']}; "
+                                    f"this tinytensor reads version {CHECKPOINT_VERSION}")
     return record
 
 
@@ -318,7 +555,7 @@ def _check_manifest(arrays: dict[str, numpy.ndarray], manifest: dict[str, Any], 
     found = {name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in arrays.items()}
     if found != manifest:
         differing = sorted(n for n in set(found) | set(manifest) if found.get(n) != manifest.get(n))
-        raise CheckpointError(f"{path} does not hold the tensors {CHECKPOINT_FILE} lists; differing: {differing[:10]}")
+        raise CheckpointError(path, f"does not hold the tensors {CHECKPOINT_FILE} lists; differing: {differing[:10]}")
 
 
 def _remove_stale_files(directory: Path, keep: str) -> None:
