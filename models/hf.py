@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import types
 import typing
 from pathlib import Path
 
@@ -43,7 +42,8 @@ import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from tinytensor import backend
-from tinytensor.io import atomic_write_bytes, atomic_write_text
+from tinytensor.io import (CheckpointError, ConfigError, atomic_write_bytes, atomic_write_text, check_type,
+                          field_types, file_errors, path_inside, read_json_fields, read_safetensors, require_file)
 
 def gelu_tanh(x: tt.Tensor) -> tt.Tensor:
     """GPT-2's GELU, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): `gelu_new` in Hugging Face's configs."""
@@ -83,6 +83,8 @@ def key_padding_mask(attention_mask, device: str):
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+LAYOUT = (f"a Hugging Face checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE}, or {WEIGHTS_INDEX_FILE} "
+          "with its shards")
 ALWAYS_IGNORED = (r"(^|\.)position_ids$", r"(^|\.)rotary_emb\.inv_freq$")
 LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 DTYPES = {"float32": tt.float32, "float64": tt.float64}
@@ -105,13 +107,15 @@ class PretrainedModel(nn.Module):
         config = read_config(cls.config_class, directory)
         state = read_weights(directory)
         if dtype is None:
-            dtype = next(iter(state.values())).dtype
-        model = cls(config).to(dtype)
-        model.load_hf_state_dict(state, source=str(directory))
+            dtype = _floating_dtype(state, directory)
+        with file_errors(directory / CONFIG_FILE):  # sizes the config allows but no array can have (-1, ...)
+            model = cls(config)
+        model.to(dtype).load_hf_state_dict(state, source=directory)
         return model
 
-    def load_hf_state_dict(self, state: dict[str, numpy.ndarray], source: str = "state dict") -> None:
-        """Load arrays named as in a Hugging Face file (any legacy form) into this model; errors name `source`."""
+    def load_hf_state_dict(self, state: dict[str, numpy.ndarray], source: str | Path = "state dict") -> None:
+        """Load arrays named as in a Hugging Face file (any legacy form) into this model. CheckpointError, naming
+        `source` (a checkpoint directory), lists missing and unexpected keys and shape mismatches."""
         targets = self.state_dict()
         state = self._rename_from_hf(state, targets)
         for target, source_key in self._tied_pairs():
@@ -126,9 +130,12 @@ class PretrainedModel(nn.Module):
         missing = [name for name in targets if name not in state]
         unexpected = [name for name in state if name not in targets]
         if missing or unexpected:
-            raise KeyError(f"{source} does not fit {type(self).__name__}: missing keys {missing or 'none'}; "
-                           f"unexpected keys {unexpected or 'none'}")
-        self.load_state_dict(state)
+            raise CheckpointError(source, f"does not fit {type(self).__name__}: missing keys {missing or 'none'}; "
+                                          f"unexpected keys {unexpected or 'none'}")
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as error:  # shape mismatches, listed by load_state_dict
+            raise CheckpointError(source, str(error)) from None
 
     def save_pretrained(self, directory) -> None:
         """Write config.json and model.safetensors in Hugging Face's layout, tied targets left out."""
@@ -171,57 +178,53 @@ class PretrainedModel(nn.Module):
 
 
 def read_config(config_class: type, directory: Path):
-    """The config dataclass from directory/config.json: known keys only, each converted to its annotated type
-    (transformers ignores unknown keys such as `n_ctx` too); the config's own checks reject unsupported flags."""
-    raw = json.loads(_existing(directory / CONFIG_FILE).read_text(encoding="utf-8"))
-    model_type = raw.get("model_type", config_class.model_type)
+    """The config dataclass from directory/config.json: known keys only, each checked against its annotation by
+    `tinytensor.io.check_type` (transformers ignores unknown keys such as `n_ctx` too). ConfigError names the file
+    and the key for a value of the wrong type, an unsupported value (the config's own checks), or a config that is
+    not a JSON object; FileNotFoundError says what the directory should hold."""
+    path = require_file(directory / CONFIG_FILE, LAYOUT)
+    fields = read_json_fields(path, {**field_types(config_class), "model_type": str})
+    model_type = fields.pop("model_type", config_class.model_type)
     if model_type != config_class.model_type:
-        raise ValueError(f"{directory / CONFIG_FILE} has model_type {model_type!r}; "
-                         f"{config_class.__name__} reads {config_class.model_type!r}")
-    hints = typing.get_type_hints(config_class)
-    fields = {field.name for field in dataclasses.fields(config_class)}
-    fields |= set(getattr(config_class, "hf_legacy_keys", ()))
-    return config_class(**{name: _typed(value, hints[name]) for name, value in raw.items() if name in fields})
+        raise ConfigError(path, f"model_type is {model_type!r}; {config_class.__name__} reads "
+                                f"{config_class.model_type!r}")
+    with file_errors(path):
+        return config_class(**fields)
 
 
 def config_to_dict(config, architecture: str, dtype: str) -> dict:
     """config.json contents: every field in its annotated type, plus model_type, architectures and dtype."""
     hints = typing.get_type_hints(type(config))
-    fields = {field.name: _typed(getattr(config, field.name), hints[field.name])
+    fields = {field.name: check_type(getattr(config, field.name), hints[field.name], field.name)
               for field in dataclasses.fields(config)}
     return {**fields, "model_type": config.model_type, "architectures": [architecture], "dtype": dtype}
 
 
 def read_weights(directory: Path) -> dict[str, numpy.ndarray]:
-    """Every array of directory/model.safetensors, or of the shards listed in model.safetensors.index.json."""
+    """Every array of directory/model.safetensors, or of the shards listed in model.safetensors.index.json (each
+    shard a file inside `directory`). CheckpointError names a damaged file, an index without a `weight_map`
+    object, or files that hold no tensors; UnsafePathError a shard outside the directory."""
     index = directory / WEIGHTS_INDEX_FILE
-    if not (directory / WEIGHTS_FILE).exists() and index.exists():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        state = {}
+    if (directory / WEIGHTS_FILE).exists() or not index.exists():
+        source, state = directory / WEIGHTS_FILE, read_safetensors(directory / WEIGHTS_FILE, hint=LAYOUT)
+    else:
+        weight_map = read_json_fields(index, {"weight_map": dict[str, str]}, required=["weight_map"],
+                                      error=CheckpointError)["weight_map"]
+        source, state = index, {}
         for shard in sorted(set(weight_map.values())):
-            state.update(safetensors.numpy.load_file(_existing(directory / shard)))
-        return state
-    return safetensors.numpy.load_file(_existing(directory / WEIGHTS_FILE))
+            state.update(read_safetensors(path_inside(directory, shard, index, "weight_map entry"),
+                                          hint=f"a shard named by {index}"))
+    if not state:
+        raise CheckpointError(source, "holds no tensors")
+    return state
 
 
-def _typed(value, hint):
-    """value as the annotated type (int | None → None or an int), so JSON ints stay ints and floats floats.
-    A list stays a list where the annotation allows one (`eos_token_id: int | list[int] | None`)."""
-    if value is None:
-        return None
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        if isinstance(value, list) and any(arg is list or typing.get_origin(arg) is list for arg in options):
-            return value
-        hint = options[0]
-    return hint(value) if hint in (int, float, bool, str) else value
-
-
-def _existing(path: Path) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found (a Hugging Face checkpoint directory holds {CONFIG_FILE} and "
-                                f"{WEIGHTS_FILE}, or {WEIGHTS_INDEX_FILE} with its shards)")
-    return path
+def _floating_dtype(state: dict[str, numpy.ndarray], directory: Path):
+    """The dtype of the files' first array, which must be a floating one (a model in another dtype cannot train)."""
+    dtype = next(iter(state.values())).dtype
+    if not tt.backend.is_floating(dtype):
+        raise CheckpointError(directory, f"weights have dtype {dtype}; pass a floating dtype to from_pretrained")
+    return dtype
 
 
 def _untie(model: nn.Module, name: str) -> None:

@@ -26,6 +26,7 @@ import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.generation import CausalLM
 from models.hf import PretrainedModel, as_ids, key_padding_mask, model_device
+from tinytensor.io import check_type
 
 
 @dataclass
@@ -69,7 +70,8 @@ class LlamaConfig:
             raise ValueError(f"LlamaConfig: rope_type {rope_type!r} (rope_parameters/rope_scaling) is not supported; "
                              "only 'default' RoPE is (linear, dynamic, yarn, llama3, … rescale the frequencies)")
         theta = rope.get("rope_theta", rope_theta if rope_theta is not None else 10000.0)
-        self.rope_parameters = {**rope, "rope_type": "default", "rope_theta": float(theta)}
+        theta = check_type(theta, float, "rope_theta")  # a string or true would otherwise pass float()
+        self.rope_parameters = {**rope, "rope_type": "default", "rope_theta": theta}
         if self.hidden_act not in ("silu", "swish"):
             raise ValueError(f"LlamaConfig: hidden_act {self.hidden_act!r} is not supported (supported: silu, swish)")
         self.num_key_value_heads = self.num_key_value_heads or self.num_attention_heads

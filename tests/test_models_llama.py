@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import tinytensor as tt
 from models.hf import read_weights
+from tinytensor.io import CheckpointError
 from models.llama import LlamaConfig, LlamaForCausalLM, LlamaModel
 from tinytensor.optim import AdamW
 
@@ -154,7 +155,7 @@ def test_tied_head_loads_a_trunk_checkpoint(tmp_path):
 def test_untied_checkpoint_without_lm_head_names_it(tmp_path):
     state = read_weights(CHECKPOINTS[""])
     del state["lm_head.weight"]
-    with pytest.raises(KeyError, match=r"missing keys \['lm_head.weight'\]"):
+    with pytest.raises(CheckpointError, match=r"missing keys \['lm_head.weight'\]"):
         LlamaForCausalLM.from_pretrained(write_checkpoint(tmp_path, state, HF_CONFIG))
 
 

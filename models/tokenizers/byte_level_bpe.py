@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import SupportsIndex
 
 from models.tokenizers.common import check_id, special_splitter, split_special
-from tinytensor.io import atomic_write_text
+from tinytensor.io import FileFormatError, atomic_write_text, check_type, file_errors, read_json, read_text
 
 
 # ---- byte-level BPE (GPT-2) --------------------------------------------------------------------------------------
@@ -157,10 +157,18 @@ class ByteLevelBPETokenizer:
     @classmethod
     def from_files(cls, vocab_json: str | Path, merges_txt: str | Path,
                    special_tokens: Sequence[str] | None = None) -> ByteLevelBPETokenizer:
-        """Load GPT-2 / Hugging Face ``vocab.json`` and ``merges.txt``."""
-        vocab = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
-        merges = _parse_merges(Path(merges_txt).read_text(encoding="utf-8"), merges_txt)
-        return cls(vocab, merges, special_tokens)
+        """Load GPT-2 / Hugging Face ``vocab.json`` and ``merges.txt``.
+
+        FileNotFoundError names a missing file; FileFormatError names a file that is not UTF-8, JSON that does not
+        parse or is not an object of token → id, a merges line that is not two tokens, or files that do not fit
+        together (the checks of ``__init__``)."""
+        vocab = read_json(vocab_json)
+        with file_errors(vocab_json, FileFormatError):
+            vocab = check_type(vocab, dict[str, int], "vocabulary")
+            _checked_id_to_token(vocab)
+        merges = _parse_merges(read_text(merges_txt), merges_txt)
+        with file_errors(merges_txt, FileFormatError):
+            return cls(vocab, merges, special_tokens)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path,
@@ -332,7 +340,7 @@ def _parse_merges(text: str, source: str | Path) -> list[tuple[str, str]]:
     for number, line in enumerate(lines, start=1):
         pair = tuple(line.split(" "))
         if len(pair) != 2:
-            raise ValueError(f"{source}: merge {number} is not two tokens separated by one space: {line!r}")
+            raise FileFormatError(source, f"merge {number} is not two tokens separated by one space: {line!r}")
         merges.append(pair)
     return merges
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, SupportsIndex
 
 from models.tokenizers.common import check_id
-from tinytensor.io import atomic_write_text
+from tinytensor.io import ConfigError, atomic_write_text, check_type, file_errors, read_json
 
 
 class CharTokenizer:
@@ -98,11 +98,10 @@ class CharTokenizer:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CharTokenizer:
         """Rebuild a tokenizer from ``to_dict`` output; ValueError if it is not one."""
-        if data.get("type") != cls.TYPE:
-            raise ValueError(
-                f"expected a tokenizer of type {cls.TYPE!r}, got {data.get('type')!r}"
-            )
-        return cls(data["chars"])
+        if not isinstance(data, dict) or data.get("type") != cls.TYPE:
+            found = data.get("type") if isinstance(data, dict) else type(data).__name__
+            raise ValueError(f"expected a tokenizer of type {cls.TYPE!r}, got {found!r}")
+        return cls(check_type(data.get("chars"), list[str], "chars"))
 
     def save(self, path: str | Path) -> None:
         """Save as JSON to ``path``, written atomically."""
@@ -110,5 +109,7 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
-        """Load a tokenizer saved with ``save``."""
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        """Load a tokenizer saved with ``save``; ConfigError names a file that is not one."""
+        data = read_json(path, ConfigError)
+        with file_errors(path):
+            return cls.from_dict(data)

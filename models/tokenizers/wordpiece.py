@@ -32,7 +32,7 @@ from typing import SupportsIndex
 import numpy as np
 
 from models.tokenizers.common import check_id, special_splitter, split_special
-from tinytensor.io import atomic_write_text
+from tinytensor.io import FileFormatError, atomic_write_text, file_errors, read_json_fields, read_text
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
@@ -138,12 +138,11 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_vocab(cls, vocab_txt: str | Path, lowercase: bool = True) -> WordPieceTokenizer:
-        """Load a BERT ``vocab.txt``: one token per line, the line number (from 0) is its id."""
-        path = Path(vocab_txt)
-        if not path.is_file():
-            raise FileNotFoundError(f"no WordPiece vocabulary file at {path}")
-        lines = path.read_text(encoding="utf-8").split("\n")
-        return cls(lines[:-1] if lines[-1] == "" else lines, lowercase)
+        """Load a BERT ``vocab.txt``: one token per line, the line number (from 0) is its id. FileFormatError
+        names a file that is not UTF-8, repeats a token or lacks a special token."""
+        lines = read_text(vocab_txt).split("\n")
+        with file_errors(vocab_txt, FileFormatError):
+            return cls(lines[:-1] if lines[-1] == "" else lines, lowercase)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, lowercase: bool | None = None) -> WordPieceTokenizer:
@@ -152,8 +151,8 @@ class WordPieceTokenizer:
         directory = Path(directory)
         if lowercase is None:
             config_path = directory / CONFIG_FILE
-            config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-            lowercase = bool(config.get("do_lower_case", True))
+            config = read_json_fields(config_path, {"do_lower_case": bool}) if config_path.is_file() else {}
+            lowercase = config.get("do_lower_case", True)
         return cls.from_vocab(directory / VOCAB_FILE, lowercase)
 
     def save_pretrained(self, directory: str | Path) -> None:
