@@ -16,6 +16,7 @@ import numpy
 from tinytensor import autograd, backend
 
 _PY_SCALARS = (bool, int, float)
+_NUMBER_KINDS = "biufc"  # NumPy dtype kinds of bools, ints, unsigned ints, floats and complex numbers
 
 
 class Tensor:
@@ -385,21 +386,54 @@ class Tensor:
 
 
 def _to_array(data, dtype=None, device=None):
-    """Turn lists, scalars, arrays or Tensors into an array on `device` (default: where the data is, else CPU).
+    """Turn what torch.tensor takes (nested lists, tuples and ranges of numbers, Python and NumPy scalars, arrays,
+    Tensors) into an array on `device` (default: where the data is, else CPU); TypeError names anything else.
 
     Python floats become float32 (the default dtype), Python ints int64 and bools bool, as in PyTorch;
-    existing arrays keep their dtype unless `dtype` is given.
+    existing arrays and NumPy scalars keep their dtype unless `dtype` is given.
     """
     if isinstance(data, Tensor):
         data = data.data
-    if device is None:
-        device = "cpu" if isinstance(data, (list, tuple, *_PY_SCALARS)) else backend.device_of(data)
-    xp = backend.module_for(device)
-    if dtype is None and not hasattr(data, "dtype"):
-        probe = numpy.asarray(data)
-        dtype = backend.DEFAULT_FLOAT if probe.dtype.kind == "f" else probe.dtype
-    array = backend.to_device(data, device) if hasattr(data, "dtype") else data
-    return xp.asarray(array, dtype=dtype)
+    on_gpu = hasattr(data, "__cuda_array_interface__")  # a CuPy array; NumPy arrays and scalars do not have it
+    xp = backend.module_for(device or ("cuda" if on_gpu else "cpu"))
+    if on_gpu or isinstance(data, numpy.ndarray):
+        if data.dtype.kind not in _NUMBER_KINDS:
+            raise TypeError(f"tensor(): expected an array of numbers, got an array of dtype {data.dtype}")
+        return xp.asarray(backend.to_device(data, device) if device else data, dtype=dtype)
+    host = _host_array(data)
+    if dtype is None and not isinstance(data, numpy.generic):
+        dtype = backend.DEFAULT_FLOAT if host.dtype.kind == "f" else host.dtype
+    return xp.asarray(host, dtype=dtype)
+
+
+def _host_array(data) -> numpy.ndarray:
+    """Numbers or nested sequences of them (Tensors among them count as their values) as a NumPy array;
+    TypeError naming the type of the first thing that is not a number."""
+    array = numpy.asarray(data)
+    if array.dtype.kind == "O" and isinstance(data, (list, tuple)):
+        array = numpy.asarray(_tensors_as_arrays(data))
+    if array.dtype.kind not in _NUMBER_KINDS:
+        raise TypeError(f"tensor(): expected numbers, (nested) lists, tuples or ranges of numbers, an array or a "
+                        f"Tensor; got {_not_a_number(data)}")
+    return array
+
+
+def _tensors_as_arrays(data):
+    """`data` with each Tensor inside its nested lists and tuples replaced by a host array of its values."""
+    if isinstance(data, Tensor):
+        return backend.to_numpy(data.data)
+    return [_tensors_as_arrays(item) for item in data] if isinstance(data, (list, tuple)) else data
+
+
+def _not_a_number(data) -> str:
+    """The type of the first leaf of `data` that is not a number, said as 'str' or 'a list holding str'."""
+    if isinstance(data, (list, tuple, range)):
+        leaves = [_not_a_number(item) for item in data]
+        bad = next((leaf for leaf in leaves if leaf), None)
+        return bad and f"a {type(data).__name__} holding {bad}"
+    if isinstance(data, (*_PY_SCALARS, complex, numpy.number, numpy.bool_, Tensor)):
+        return ""
+    return type(data).__name__
 
 
 from tinytensor import ops  # noqa: E402 - ops build on Tensor, and Tensor's methods call ops
