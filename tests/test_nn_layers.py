@@ -52,6 +52,13 @@ def test_rms_norm_gradients_match_finite_differences(lead, width, seed):
     check_module_gradients(norm, random_input((*lead, width), seed))
 
 
+@given(lead_shapes, st.lists(st.integers(1, 3), min_size=2, max_size=3).map(tuple), st.integers(0, 99))
+def test_norms_over_several_axes_gradients_match_finite_differences(lead, normalized_shape, seed):
+    for norm in (nn.LayerNorm(normalized_shape, dtype=F64), nn.RMSNorm(normalized_shape, dtype=F64)):
+        assert norm.weight.shape == normalized_shape
+        check_module_gradients(scramble(norm, seed), random_input((*lead, *normalized_shape), seed))
+
+
 @given(lead_shapes, st.integers(1, 4), st.integers(1, 4), st.integers(0, 99), st.data())
 def test_embedding_gradients_match_finite_differences(lead, vocab, width, seed, data):
     ids = np.array(data.draw(st.lists(st.integers(0, vocab - 1), min_size=math.prod(lead), max_size=math.prod(lead))))

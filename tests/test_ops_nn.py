@@ -72,14 +72,15 @@ def np_nll_loss(log_probs, targets, ignore_index=-100, reduction="mean"):
     return per_item.sum() if reduction == "sum" else per_item.sum() / valid.sum()
 
 
-def np_layer_norm(x, weight=None, bias=None, eps=1e-5):
-    out = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
+def np_layer_norm(x, weight=None, bias=None, eps=1e-5, n_axes=1):
+    axes = tuple(range(-n_axes, 0))
+    out = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + eps)
     out = out * weight if weight is not None else out
     return out + bias if bias is not None else out
 
 
-def np_rms_norm(x, weight=None, eps=1e-6):
-    out = x / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
+def np_rms_norm(x, weight=None, eps=1e-6, n_axes=1):
+    out = x / np.sqrt((x * x).mean(tuple(range(-n_axes, 0)), keepdims=True) + eps)
     return out * weight if weight is not None else out
 
 
@@ -263,6 +264,42 @@ def test_rms_norm_matches_numpy_and_finite_differences(with_weight, device, data
                  device=device)
     else:
         check_op(lambda x: F.rms_norm(x, shape[-1], eps=eps), lambda x: np_rms_norm(x, eps=eps), x, device=device)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@op_settings
+@given(data=st.data())
+def test_norms_over_several_trailing_axes_match_numpy_and_finite_differences(affine, device, data):
+    shape = data.draw(shapes(min_dims=2, max_dims=3, min_side=2), label="shape")
+    n_axes = data.draw(st.integers(2, len(shape)), label="n_axes")
+    normalized_shape = shape[len(shape) - n_axes:]
+    x = data.draw(arrays(shape, away_from=(0.0,), margin=0.2), label="x")
+    weight = data.draw(arrays(normalized_shape), label="weight")
+    bias = data.draw(arrays(normalized_shape), label="bias")
+    if affine:
+        check_op(lambda x, w, b: F.layer_norm(x, normalized_shape, w, b),
+                 lambda x, w, b: np_layer_norm(x, w, b, n_axes=n_axes), x, weight, bias, device=device, atol32=1e-4)
+        check_op(lambda x, w: F.rms_norm(x, list(normalized_shape), w), lambda x, w: np_rms_norm(x, w, n_axes=n_axes),
+                 x, weight, device=device)
+    else:
+        check_op(lambda x: F.layer_norm(x, normalized_shape), lambda x: np_layer_norm(x, n_axes=n_axes), x,
+                 device=device, atol32=1e-4)
+        check_op(lambda x: F.rms_norm(x, normalized_shape), lambda x: np_rms_norm(x, n_axes=n_axes), x, device=device)
+
+
+def test_norm_over_several_axes_names_the_shapes_that_disagree():
+    x = tt.ones(2, 3, 4)
+    with pytest.raises(ValueError, match=r"normalized_shape \(2, 4\).*last 2 axes.*got input \(2, 3, 4\)"):
+        F.layer_norm(x, (2, 4))
+    with pytest.raises(ValueError, match=r"got input \(2, 3, 4\) and weight \(12,\)"):
+        F.rms_norm(x, (3, 4), tt.ones(12))
+
+
+@pytest.mark.parametrize("op", [F.softmax, F.log_softmax, F.gelu, F.silu, lambda x: F.layer_norm(x, 3),
+                                lambda x: F.rms_norm(x, 3), lambda x: F.cross_entropy(x, [0, 1])])
+def test_ops_that_need_floating_input_name_themselves_and_the_dtype(op):
+    with pytest.raises(TypeError, match=r"^\w+: needs a floating-point input, got dtype int64"):
+        op(tt.tensor([[1, 2, 3], [4, 5, 6]]))
 
 
 # ---- dropout -----------------------------------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def _as_shape(normalized_shape: int | tuple) -> tuple:
 
 
 class LayerNorm(Module):
-    """(x − mean)/√(var + eps)·weight + bias over the last axis (Ba et al. 2016), variance biased, as PyTorch.
+    """(x − mean)/√(var + eps)·weight + bias over the last len(normalized_shape) axes (Ba et al. 2016), variance
+    biased, as PyTorch; weight and bias have normalized_shape (an int n means (n,), the last axis).
 
     weight starts at ones, bias at zeros; `elementwise_affine=False` drops both, `bias=False` only the bias.
     """
@@ -111,7 +112,8 @@ class LayerNorm(Module):
 
 
 class RMSNorm(Module):
-    """x/√(mean(x²) + eps)·weight over the last axis (Zhang & Sennrich 2019), LLaMA's norm. weight starts at ones."""
+    """x/√(mean(x²) + eps)·weight over the last len(normalized_shape) axes (Zhang & Sennrich 2019), LLaMA's norm.
+    weight has normalized_shape and starts at ones."""
 
     def __init__(self, normalized_shape: int | tuple, eps: float = 1e-6, dtype=None, device: str | None = None):
         super().__init__()

@@ -60,6 +60,13 @@ def shape_arg(shape) -> tuple:
     return tuple(int(n) for n in shape)
 
 
+def require_floating(op: str, x: Tensor) -> None:
+    """TypeError naming `op` and the dtype when x is not floating-point: softmax, norms and the like of integers
+    would round every step to an integer or fail deep inside NumPy."""
+    if not backend.is_floating(x.dtype):
+        raise TypeError(f"{op}: needs a floating-point input, got dtype {x.dtype}; convert it with .float()")
+
+
 def check_broadcastable(op: str, a: Tensor, b: Tensor) -> None:
     """Raise a ValueError naming the op and both shapes when they cannot broadcast."""
     for m, n in zip(reversed(a.shape), reversed(b.shape)):

@@ -10,6 +10,7 @@ import math
 
 from tinytensor import backend
 from tinytensor.autograd import Function
+from tinytensor.ops._util import require_floating
 from tinytensor.ops.elementwise import stable_sigmoid
 from tinytensor.tensor import Tensor
 
@@ -118,12 +119,14 @@ def relu(a: Tensor) -> Tensor:
 
 
 def silu(a: Tensor) -> Tensor:
+    require_floating("silu", a)
     return Silu.apply(a)
 
 
 def gelu(a: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    require_floating("gelu", a)
     return Gelu.apply(a, approximate=approximate)
 
 

@@ -11,6 +11,7 @@ import math
 
 from tinytensor import backend
 from tinytensor.autograd import Function
+from tinytensor.ops._util import require_floating
 from tinytensor.ops.nn import stable_softmax, dropout_mask
 from tinytensor.tensor import Tensor
 
@@ -172,6 +173,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     i + Tk − Tq (bottom-right aligned; identical to PyTorch when Tq == Tk). A row with no visible key attends
     uniformly instead of producing NaN. Pass dropout_p only while training.
     """
+    require_floating("scaled_dot_product_attention", query)
     _check_attention_shapes(query, key, value)
     keep, bias = _attention_masks(query.xp, attn_mask, is_causal, query.shape[-2], key.shape[-2])
     scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
@@ -187,6 +189,7 @@ def packed_self_attention(qkv: Tensor, num_heads: int, attn_mask=None, dropout_p
     Equivalent to splitting q, k, v, moving heads forward ([B, H, T, d]), calling `scaled_dot_product_attention`
     and merging the heads, but without the copies those reshapes cost in backward.
     """
+    require_floating("packed_self_attention", qkv)
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * num_heads):
         raise ValueError(f"packed_self_attention: qkv {qkv.shape} must be [B, T, 3·H·d] with H = {num_heads}")
     time, head_dim = qkv.shape[1], qkv.shape[-1] // (3 * num_heads)

@@ -7,9 +7,11 @@ has its own file, `ops/attention.py`). `tinytensor.nn.functional` exposes them w
 """
 from __future__ import annotations
 
+import math
 
 from tinytensor import backend
 from tinytensor.autograd import Function
+from tinytensor.ops._util import require_floating
 from tinytensor.tensor import Tensor
 
 
@@ -50,10 +52,12 @@ class LogSoftmax(Function):
 
 
 def softmax(x: Tensor, dim: int = -1, *, axis: int | None = None) -> Tensor:
+    require_floating("softmax", x)
     return Softmax.apply(x, axis=dim if axis is None else axis)
 
 
 def log_softmax(x: Tensor, dim: int = -1, *, axis: int | None = None) -> Tensor:
+    require_floating("log_softmax", x)
     return LogSoftmax.apply(x, axis=dim if axis is None else axis)
 
 
@@ -173,6 +177,7 @@ def _check_loss_shapes(op: str, input: Tensor, target: Tensor) -> None:
 def cross_entropy(input: Tensor, target, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy of logits against class ids, as torch.nn.functional.cross_entropy."""
+    require_floating("cross_entropy", input)
     rows, target_rows, target_shape = _classes_last(input, target)
     _check_loss_shapes("cross_entropy", rows, target_rows)
     loss = CrossEntropy.apply(rows, target_rows, ignore_index=ignore_index, label_smoothing=label_smoothing,
@@ -181,6 +186,7 @@ def cross_entropy(input: Tensor, target, ignore_index: int = -100, reduction: st
 
 
 def nll_loss(input: Tensor, target, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    require_floating("nll_loss", input)
     rows, target_rows, target_shape = _classes_last(input, target)
     _check_loss_shapes("nll_loss", rows, target_rows)
     loss = NllLoss.apply(rows, target_rows, ignore_index=ignore_index, reduction=reduction)
@@ -199,7 +205,8 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 # ---- normalisation ------------------------------------------------------------------------------------------------
 class LayerNorm(Function):
-    """y = (x − μ)/√(σ² + eps)·w + b over the last axis (Ba et al. 2016), σ² biased.
+    """y = (x − μ)/√(σ² + eps)·w + b over rows of `width` elements: the last axis, or the last few axes flattened
+    (PyTorch's multi-axis normalized_shape; w and b then arrive flattened too). Ba et al. 2016, σ² biased.
 
     Saves x̂ and 1/σ; backward (`_normalization_backward`): dx = (1/σ)·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with
     dx̂ = dy·w. Row means and
@@ -207,8 +214,8 @@ class LayerNorm(Function):
     rather than NumPy reductions of fresh temporaries: the same numbers, a third of the memory traffic.
     """
 
-    def forward(self, x, *params, eps=1e-5):
-        rows = x.reshape(-1, x.shape[-1])
+    def forward(self, x, *params, eps=1e-5, width=None):
+        rows = x.reshape(-1, width or x.shape[-1])
         centered = rows - _row_mean(self.xp, rows)
         rstd = 1 / self.xp.sqrt(_row_dot(self.xp, centered, centered) + eps)
         normalized = centered
@@ -225,10 +232,11 @@ class LayerNorm(Function):
 
 
 class RMSNorm(Function):
-    """y = x/√(mean(x²) + eps)·w (Zhang & Sennrich 2019; LLaMA). No centering, no bias."""
+    """y = x/√(mean(x²) + eps)·w over rows of `width` elements, as LayerNorm (Zhang & Sennrich 2019; LLaMA). No
+    centering, no bias."""
 
-    def forward(self, x, *params, eps=1e-6):
-        rows = x.reshape(-1, x.shape[-1])
+    def forward(self, x, *params, eps=1e-6, width=None):
+        rows = x.reshape(-1, width or x.shape[-1])
         rstd = 1 / self.xp.sqrt(_row_dot(self.xp, rows, rows) + eps)
         normalized = rows * rstd
         weight = params[0] if params else None
@@ -275,27 +283,40 @@ def _affine_grads(xp, grad_rows, normalized, needs: tuple) -> list:
     return grads
 
 
-def _normalized_shape_check(op: str, x: Tensor, normalized_shape, weight) -> None:
-    size = normalized_shape if isinstance(normalized_shape, int) else normalized_shape[-1]
-    if isinstance(normalized_shape, (tuple, list)) and len(normalized_shape) != 1:
-        raise ValueError(f"{op}: only normalisation over the last axis is supported, got {normalized_shape}")
-    if x.shape[-1] != size or (weight is not None and weight.shape != (size,)):
-        shapes = f"input {x.shape}" + (f" and weight {weight.shape}" if weight is not None else "")
-        raise ValueError(f"{op}: {shapes} do not match normalized_shape {size}")
+def _normalized_width(op: str, x: Tensor, normalized_shape, *params: Tensor | None) -> int:
+    """The number of elements normalised together: the product of `normalized_shape` (an int or a tuple), which
+    must equal the input's last axes and every given parameter's shape, as PyTorch requires."""
+    require_floating(op, x)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    given = [param for param in params if param is not None]
+    if not shape or x.shape[x.ndim - len(shape):] != shape or any(param.shape != shape for param in given):
+        shapes = " and ".join([f"input {x.shape}", *(f"{name} {param.shape}" for name, param in
+                                                       zip(("weight", "bias"), params) if param is not None)])
+        raise ValueError(f"{op}: normalized_shape {shape} must be the shape of the input's last {len(shape)} "
+                         f"axes and of each parameter; got {shapes}")
+    return math.prod(shape)
+
+
+def _flat(param: Tensor) -> Tensor:
+    """A parameter of a multi-axis normalized_shape as the flat vector the fused ops take (a view, and its
+    gradient flows back through the reshape); a vector as it is."""
+    return param if param.ndim == 1 else param.reshape(-1)
 
 
 def layer_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
-    _normalized_shape_check("layer_norm", x, normalized_shape, weight)
+    """Layer norm over the last len(normalized_shape) axes (an int means the last axis), as PyTorch's."""
+    width = _normalized_width("layer_norm", x, normalized_shape, weight, bias)
     if bias is not None and weight is None:
-        weight = Tensor._wrap(x.xp.ones(x.shape[-1], dtype=x.dtype))
-    params = [p for p in (weight, bias) if p is not None]
-    return LayerNorm.apply(x, *params, eps=eps)
+        weight = Tensor._wrap(x.xp.ones(width, dtype=x.dtype))
+    params = [_flat(p) for p in (weight, bias) if p is not None]
+    return LayerNorm.apply(x, *params, eps=eps, width=width)
 
 
 def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, eps: float = 1e-6) -> Tensor:
-    _normalized_shape_check("rms_norm", x, normalized_shape, weight)
-    return RMSNorm.apply(x, *([weight] if weight is not None else []), eps=eps)
+    """RMS norm over the last len(normalized_shape) axes (an int means the last axis), as PyTorch's."""
+    width = _normalized_width("rms_norm", x, normalized_shape, weight)
+    return RMSNorm.apply(x, *([_flat(weight)] if weight is not None else []), eps=eps, width=width)
 
 
 # ---- dropout and embedding ----------------------------------------------------------------------------------------
