@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask, model_device
+from models.hf import ACTIVATIONS, PretrainedModel, as_ids, as_input_ids, key_padding_mask, model_device
 
 
 @dataclass
@@ -229,10 +229,10 @@ class BertModel(BertPreTrainedModel):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tuple[tt.Tensor, tt.Tensor | None]:
         """input_ids, token_type_ids, attention_mask [B, T] (numpy arrays or integer Tensors)."""
-        input_ids = as_ids(input_ids, model_device(self))
+        input_ids = as_input_ids(input_ids, model_device(self))
         if token_type_ids is not None:
             token_type_ids = as_ids(token_type_ids, input_ids.device)
-        key_mask = key_padding_mask(attention_mask, input_ids.device)            # [B, 1, 1, T], keys only
+        key_mask = key_padding_mask(attention_mask, input_ids)                   # [B, 1, 1, T], keys only
         hidden = self.encoder(self.embeddings(input_ids, token_type_ids), key_mask)
         return hidden, self.pooler(hidden) if self.pooler is not None else None
 

@@ -23,7 +23,7 @@ import tinytensor.nn.functional as F
 from models import bert
 from models.albert import AlbertConfig, AlbertModel, AlbertPreTrainedModel
 from models.deberta import DebertaConfig, DebertaModel, DebertaPreTrainedModel, query_key_mask
-from models.hf import ACTIVATIONS, as_ids, key_padding_mask, model_device
+from models.hf import ACTIVATIONS, as_attention_mask, as_ids, as_input_ids, key_padding_mask, model_device
 
 BertConfig = bert.BertConfig
 
@@ -42,7 +42,7 @@ class EmbeddingsEntry:
 
 
 def _ids_and_types(model, input_ids, token_type_ids) -> tuple[tt.Tensor, tt.Tensor | None]:
-    input_ids = as_ids(input_ids, model_device(model))
+    input_ids = as_input_ids(input_ids, model_device(model))
     return input_ids, None if token_type_ids is None else as_ids(token_type_ids, input_ids.device)
 
 
@@ -56,7 +56,7 @@ class BertForSequenceClassification(EmbeddingsEntry, bert.BertForSequenceClassif
 
     def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
         """[B, T, H] → encoder → pooler → dropout → classifier: [B, num_labels]."""
-        hidden = self.bert.encoder(embedded, key_padding_mask(attention_mask, embedded.device))
+        hidden = self.bert.encoder(embedded, key_padding_mask(attention_mask, embedded))
         return self.classifier(self.dropout(self.bert.pooler(hidden)))
 
 
@@ -82,7 +82,7 @@ class AlbertForSequenceClassification(EmbeddingsEntry, AlbertPreTrainedModel):
 
     def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
         """[B, T, E] → E→H mapping and shared layers → tanh(pooler(h[:, 0])) → dropout → classifier."""
-        hidden = self.albert.encoder(embedded, key_padding_mask(attention_mask, embedded.device))
+        hidden = self.albert.encoder(embedded, key_padding_mask(attention_mask, embedded))
         return self.classifier(self.dropout(F.tanh(self.albert.pooler(hidden[:, 0]))))
 
 
@@ -147,12 +147,12 @@ class DebertaForSequenceClassification(EmbeddingsEntry, DebertaPreTrainedModel):
     def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
         """word (+ positions / token types as configured) → LayerNorm → pad rows zeroed → dropout: [B, T, H]."""
         input_ids, token_type_ids = _ids_and_types(self, input_ids, token_type_ids)
-        mask = as_ids(attention_mask, input_ids.device) if attention_mask is not None else None
+        mask = as_attention_mask(attention_mask, input_ids)
         return self.deberta.embeddings(input_ids, token_type_ids, mask)
 
     def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
         """[B, T, H] → disentangled-attention layers → ContextPooler → dropout → classifier."""
-        keep = query_key_mask(attention_mask, embedded.device)
+        keep = query_key_mask(attention_mask, embedded)
         hidden = self.deberta.encoder(embedded, keep)[-1]
         return self.classifier(self.dropout(self.pooler(hidden)))
 

@@ -44,7 +44,8 @@ import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.bert import (BertIntermediate, BertOnlyMLMHead, BertOutput, BertPredictionHeadTransform,
                          BertPreTrainedModel, BertSelfOutput, masked_lm_loss)
-from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask, model_device
+from models.hf import (ACTIVATIONS, PretrainedModel, as_attention_mask, as_ids, as_input_ids, key_padding_mask,
+                       model_device)
 
 
 @dataclass
@@ -107,10 +108,10 @@ class DebertaConfig:
         return self.max_relative_positions if self.max_relative_positions >= 1 else self.max_position_embeddings
 
 
-def query_key_mask(attention_mask, device: str):
+def query_key_mask(attention_mask, like: tt.Tensor):
     """attention_mask [B, T] (1 = token) → boolean keep mask [B, 1, T, T], True where query i and key j are both
     real (m_i·m_j, as DeBERTa masks), or None."""
-    keys = key_padding_mask(attention_mask, device)                                   # [B, 1, 1, T]
+    keys = key_padding_mask(attention_mask, like)                                     # [B, 1, 1, T]
     return None if keys is None else keys & keys.swapaxes(-1, -2)
 
 
@@ -300,11 +301,11 @@ class DebertaModel(DebertaPreTrainedModel):
 
     def hidden_states(self, input_ids, token_type_ids=None, attention_mask=None) -> tuple[list[tt.Tensor], object]:
         """([embeddings, layer 1, …, layer L] each [B, T, H], the keep mask [B, 1, T, T] or None)."""
-        input_ids = as_ids(input_ids, model_device(self))
+        input_ids = as_input_ids(input_ids, model_device(self))
         if token_type_ids is not None:
             token_type_ids = as_ids(token_type_ids, input_ids.device)
-        mask = as_ids(attention_mask, input_ids.device) if attention_mask is not None else None
-        keep = query_key_mask(mask, input_ids.device)
+        mask = as_attention_mask(attention_mask, input_ids)
+        keep = query_key_mask(mask, input_ids)
         embedded = self.embeddings(input_ids, token_type_ids, mask)
         return [embedded, *self.encoder(embedded, keep)], keep
 

@@ -10,7 +10,7 @@ import numpy
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.hf import as_ids, model_device
+from models.hf import as_attention_mask, as_ids, as_input_ids, model_device
 
 
 class CausalLM:
@@ -44,8 +44,10 @@ class CausalLM:
         from position 0, so cached and uncached decoding choose the same tokens. Stops early when every row has
         produced eos_token_id; finished rows keep receiving eos_token_id.
         """
-        ids = as_ids(input_ids, model_device(self))
-        mask = numpy.ones(ids.shape, dtype=numpy.int64) if attention_mask is None else as_ids(attention_mask).numpy()
+        ids = as_input_ids(input_ids, model_device(self))
+        check_max_new_tokens(max_new_tokens)
+        mask = numpy.ones(ids.shape, dtype=numpy.int64) if attention_mask is None \
+            else as_attention_mask(attention_mask, ids).numpy()
         was_training, window = self.training, self.context_window
         self.eval()
         caches, start, finished = None, 0, numpy.zeros(ids.shape[0], dtype=bool)
@@ -75,6 +77,12 @@ class CausalLM:
         positions = numpy.maximum(numpy.cumsum(window_mask, axis=1) - 1, 0)[:, -new_ids.shape[1]:]
         mask = None if window_mask.all() else window_mask
         return self(new_ids, attention_mask=mask, caches=caches, position_ids=positions)
+
+
+def check_max_new_tokens(max_new_tokens: int) -> None:
+    """ValueError for a negative count (which would otherwise return the prompt silently)."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
 
 
 def sample_next_token(logits: tt.Tensor, temperature: float = 1.0, top_k: int | None = None,

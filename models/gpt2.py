@@ -24,7 +24,7 @@ import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.generation import CausalLM
-from models.hf import ACTIVATIONS, PretrainedModel, as_ids, key_padding_mask, model_device
+from models.hf import ACTIVATIONS, PretrainedModel, as_ids, as_input_ids, key_padding_mask, model_device
 
 
 HF_CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -163,12 +163,12 @@ class GPT2Model(PretrainedModel):
         """input_ids [B, T] → hidden states [B, T, C]. attention_mask [B, Tk] (1 = token, 0 = pad) covers the
         cached keys too. caches: one nn.KVCache per layer; positions then start at the cached length, unless
         position_ids [B, T] give them (as `generate` does for left-padded prompts)."""
-        input_ids = as_ids(input_ids, model_device(self))
+        input_ids = as_input_ids(input_ids, model_device(self))
         past = caches[0].length if caches else 0
         time = input_ids.shape[1]
         if past + time > self.config.n_positions:
             raise ValueError(f"positions up to {past + time} exceed n_positions {self.config.n_positions}")
-        key_mask = key_padding_mask(attention_mask, input_ids.device)        # [B, 1, 1, Tk], keys only
+        key_mask = key_padding_mask(attention_mask, input_ids, past)        # [B, 1, 1, Tk], keys only
         if position_ids is None:
             positions = tt.arange(past, past + time, device=input_ids.device)
         else:

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.generation import sample_next_token
-from models.hf import as_ids, model_device
+from models.generation import check_max_new_tokens, sample_next_token
+from models.hf import as_ids, as_input_ids, model_device
 
 
 @dataclass
@@ -107,7 +107,8 @@ class CharLanguageModel(nn.Module):
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None) -> tt.Tensor:
         """Append `max_new_tokens` sampled ids to idx [B, T], feeding at most the last block_size ids each step."""
-        idx = as_ids(idx, model_device(self))
+        idx = as_input_ids(idx, model_device(self))
+        check_max_new_tokens(max_new_tokens)
         was_training = self.training
         self.eval()
         for _ in range(max_new_tokens):
@@ -128,7 +129,7 @@ class BigramLanguageModel(CharLanguageModel):
         self.token_embedding_table = nn.Embedding(vocab_size, vocab_size)
 
     def forward(self, idx, targets=None) -> tuple[tt.Tensor, tt.Tensor | None]:
-        logits = self.token_embedding_table(as_ids(idx, model_device(self)))  # [B, T, V]
+        logits = self.token_embedding_table(as_input_ids(idx, model_device(self)))                  # [B, T, V]
         return logits, (self.loss(logits, targets) if targets is not None else None)
 
 
@@ -147,7 +148,7 @@ class GPT(CharLanguageModel):
         self.apply(_init_weights)
 
     def forward(self, idx, targets=None) -> tuple[tt.Tensor, tt.Tensor | None]:
-        idx = as_ids(idx, model_device(self))
+        idx = as_input_ids(idx, model_device(self))
         time = idx.shape[1]
         if time > self.block_size:
             raise ValueError(f"sequence length {time} exceeds block_size {self.block_size}")

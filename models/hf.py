@@ -72,12 +72,41 @@ def model_device(model: nn.Module) -> str:
     return next(iter(model.parameters())).device
 
 
-def key_padding_mask(attention_mask, device: str):
-    """attention_mask [B, Tk] (1 = token, 0 = pad) → a boolean keep mask [B, 1, 1, Tk] over keys only, as
-    Hugging Face's BERT, GPT-2 and LLaMA mask (pad query rows still attend; their outputs are unspecified)."""
+def as_input_ids(input_ids, device: str | None = None) -> tt.Tensor:
+    """input_ids as an integer Tensor [B, T] with T ≥ 1 on `device` (the model's; see `as_ids`), what every model's
+    forward and `generate` take; errors say what was given. (The embedding then checks each id against the
+    vocabulary and names the first one outside.)"""
+    ids = as_ids(input_ids, device)
+    if ids.ndim != 2:
+        hint = "; add a batch axis, e.g. ids[None]" if ids.ndim == 1 else ""
+        raise ValueError(f"input_ids must be 2-D [batch, time], got shape {ids.shape}{hint}")
+    if ids.shape[1] == 0:
+        raise ValueError(f"input_ids must hold at least one token per row, got shape {ids.shape}")
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"input_ids must be integers, got dtype {ids.dtype}")
+    return ids
+
+
+def as_attention_mask(attention_mask, like: tt.Tensor, past: int = 0) -> tt.Tensor | None:
+    """attention_mask (1 = token, 0 = pad) as a Tensor on `like`'s device, checked to be [B, past + T] for `like`
+    = input_ids [B, T] or embeddings [B, T, H] (`past`: keys already in a cache). None stays None."""
     if attention_mask is None:
         return None
-    return as_ids(attention_mask, device).data[:, None, None, :] != 0
+    mask = as_ids(attention_mask, like.device)
+    expected = (like.shape[0], past + like.shape[1])
+    if mask.shape != expected:
+        keys = f"{past} cached + {like.shape[1]} new" if past else "time"
+        raise ValueError(f"attention_mask has shape {mask.shape}; expected {expected} = [batch, {keys}], "
+                         f"one entry per token of input_ids")
+    return mask
+
+
+def key_padding_mask(attention_mask, like: tt.Tensor, past: int = 0):
+    """attention_mask [B, Tk] (1 = token, 0 = pad; checked by `as_attention_mask`) → a boolean keep mask
+    [B, 1, 1, Tk] over keys only, as Hugging Face's BERT, GPT-2 and LLaMA mask (pad query rows still attend;
+    their outputs are unspecified)."""
+    mask = as_attention_mask(attention_mask, like, past)
+    return None if mask is None else mask.data[:, None, None, :] != 0
 
 
 CONFIG_FILE = "config.json"

@@ -25,7 +25,7 @@ import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.generation import CausalLM
-from models.hf import PretrainedModel, as_ids, key_padding_mask, model_device
+from models.hf import PretrainedModel, as_ids, as_input_ids, key_padding_mask, model_device
 from tinytensor.io import check_type
 
 
@@ -162,13 +162,13 @@ class LlamaModel(PretrainedModel):
         """input_ids [B, T] → hidden states [B, T, H]. attention_mask [B, Tk] (1 = token, 0 = pad) covers cached
         keys too. caches: one nn.KVCache per layer; positions then start at the cached length (not shifted for
         left padding, as Hugging Face), unless position_ids [B, T] give them (as `generate` does)."""
-        input_ids = as_ids(input_ids, model_device(self))
+        input_ids = as_input_ids(input_ids, model_device(self))
         past = caches[0].length if caches else 0
         if position_ids is None:
             positions = slice(past, past + input_ids.shape[1])
         else:
             positions = as_ids(position_ids, input_ids.device).data
-        key_mask = key_padding_mask(attention_mask, input_ids.device)        # [B, 1, 1, Tk], keys only
+        key_mask = key_padding_mask(attention_mask, input_ids, past)        # [B, 1, 1, Tk], keys only
         h = self.embed_tokens(input_ids)
         for i, layer in enumerate(self.layers):
             h = layer(h, self.rotary_emb, positions, key_mask, caches[i] if caches else None)

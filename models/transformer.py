@@ -39,7 +39,7 @@ import numpy as np
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.hf import as_ids, model_device
+from models.hf import as_ids, as_input_ids, model_device
 from tinytensor import backend
 
 
@@ -191,7 +191,7 @@ class Transformer(nn.Module):
     def encode(self, src) -> tuple[tt.Tensor, object]:
         """src [B, S] → (memory [B, S, C], src_keep [B, S]: True where src is a real token, not padding; an array
         on the model's device)."""
-        src = as_ids(src, model_device(self))
+        src = as_input_ids(src, model_device(self))
         src_keep = src.data != self.config.pad_id
         source_embedding = self.embed_tokens if self.config.share_embeddings else self.src_embed_tokens
         x = self._embed(source_embedding, src, position_offset=0)
@@ -202,7 +202,7 @@ class Transformer(nn.Module):
     def decode(self, tgt, memory: tt.Tensor, src_keep, cache: list[LayerCache] | None = None) -> tt.Tensor:
         """tgt [B, T] → logits [B, T, V]. With a cache (from `new_cache`), tgt holds only the tokens after the
         cached ones; their positions continue from the cache length."""
-        tgt = as_ids(tgt, model_device(self))
+        tgt = as_input_ids(tgt, model_device(self))
         offset = cache[0].self_attn.length if cache else 0
         x = self._embed(self.embed_tokens, tgt, position_offset=offset)
         for index, layer in enumerate(self.decoder_layers):
@@ -234,7 +234,7 @@ class Transformer(nn.Module):
 
         Generates at most `max_new_tokens` (default: source length + 50, as the paper). use_cache=False recomputes
         the whole prefix each step (slower; the cached path must give the same tokens)."""
-        src = as_ids(src, model_device(self))
+        src = as_input_ids(src, model_device(self))
         limit = _length_limit(src, max_new_tokens)
         with _evaluating(self):
             memory, src_keep = self.encode(src)
@@ -260,7 +260,7 @@ class Transformer(nn.Module):
         probability. A hypothesis that emits EOS stays in the beam with its score frozen (it can only be followed
         by pad, at no cost). At the end each one is ranked by log P(Y) / lp(Y), the GNMT length penalty
         lp(Y) = ((5 + |Y|)/6)^α (Wu et al. 2016; |Y| counts EOS), and the best is returned. Beam 1 is greedy."""
-        src = as_ids(src, model_device(self))
+        src = as_input_ids(src, model_device(self))
         batch, limit, vocab = src.shape[0], _length_limit(src, max_new_tokens), self.config.tgt_vocab_size
         with _evaluating(self):
             memory, src_keep = self.encode(src)
