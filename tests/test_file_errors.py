@@ -292,3 +292,17 @@ def test_file_errors_are_value_errors_with_the_path_and_pickle(tmp_path):
     copy = pickle.loads(pickle.dumps(error))
     assert str(copy) == str(error) == f'{tmp_path}/config.json: "n_layer" is 1.9' and copy.path == error.path
     assert issubclass(io.CheckpointError, io.FileFormatError) and issubclass(io.UnsafePathError, io.FileFormatError)
+
+
+@pytest.mark.parametrize("tokenizer, record, message", [
+    (WordPieceTokenizer, {"type": "wordpiece", "vocab": WORDPIECE_VOCAB, "lowercase": "false"},
+     r'"lowercase" is "false" \(a string\); expected true or false'),
+    (WordPieceTokenizer, {"type": "wordpiece", "lowercase": True}, r'"vocab" is null \(null\); expected a list'),
+    (ByteLevelBPETokenizer, {"type": "byte_level_bpe", "vocab": [], "merges": {}, "special_tokens": []},
+     r'"merges" is \{\} \(an object\); expected a list'),
+    (CharTokenizer, {"type": "char", "chars": "abc"}, r'"chars" is "abc" \(a string\); expected a list of strings'),
+    (CharTokenizer, ["a", "b"], "expected a tokenizer of type 'char', got 'list'"),
+])
+def test_tokenizer_records_in_a_checkpoint_are_typed(tokenizer, record, message):
+    with pytest.raises(ValueError, match=message):
+        tokenizer.from_dict(record)

@@ -199,8 +199,11 @@ class ByteLevelBPETokenizer:
         """Rebuild a tokenizer from `to_dict` output; ValueError if it is not one."""
         if not isinstance(data, dict) or data.get("type") != "byte_level_bpe":
             raise ValueError("expected a byte-level BPE tokenizer record ({'type': 'byte_level_bpe', ...})")
-        return cls({token: index for index, token in enumerate(data["vocab"])},
-                   [tuple(pair) for pair in data["merges"]], data["special_tokens"])
+        vocab = check_type(data.get("vocab"), list[str], "vocab")
+        merges = check_type(data.get("merges"), list[list[str]], "merges")
+        special_tokens = check_type(data.get("special_tokens"), list[str], "special_tokens")
+        return cls({token: index for index, token in enumerate(vocab)}, [tuple(pair) for pair in merges],
+                   special_tokens)
 
     @property
     def vocab_size(self) -> int:

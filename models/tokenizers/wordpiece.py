@@ -32,7 +32,7 @@ from typing import SupportsIndex
 import numpy as np
 
 from models.tokenizers.common import check_id, special_splitter, split_special
-from tinytensor.io import FileFormatError, atomic_write_text, file_errors, read_json_fields, read_text
+from tinytensor.io import FileFormatError, atomic_write_text, check_type, file_errors, read_json_fields, read_text
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
@@ -172,7 +172,8 @@ class WordPieceTokenizer:
         """Rebuild a tokenizer from `to_dict` output; ValueError if it is not one."""
         if not isinstance(data, dict) or data.get("type") != "wordpiece":
             raise ValueError("expected a WordPiece tokenizer record ({'type': 'wordpiece', ...})")
-        return cls(data["vocab"], lowercase=data["lowercase"] is True)
+        return cls(check_type(data.get("vocab"), list[str], "vocab"),
+                   lowercase=check_type(data.get("lowercase"), bool, "lowercase"))
 
     @property
     def vocab_size(self) -> int:
