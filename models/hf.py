@@ -18,8 +18,13 @@ and folds into fields (LLaMA's top-level `rope_theta` and `rope_scaling`, as `da
 they are read but never written back.
 
 Loading also renames the legacy `gamma`/`beta` to `weight`/`bias` and skips `position_ids` and `inv_freq` buffers.
-It also holds what every Hugging Face-compatible model file shares at its inputs: `as_ids`, `key_padding_mask`
-(attention_mask [B, Tk] with 1 = token → a boolean [B, 1, 1, Tk] that masks keys only, MODELS.md §0.3) and
+Every file is read through `tinytensor.io`: config.json's values are checked against the config's annotations
+(ConfigError names the file and the key), damaged weights raise CheckpointError naming the file, and the shards an
+index names must lie inside the directory (UnsafePathError otherwise).
+
+It also holds what every model file shares at its inputs: `as_input_ids` (ids [B, T], T ≥ 1, integers; errors say
+what was given), `as_attention_mask` and `key_padding_mask` (attention_mask [B, Tk], checked against the ids, with
+1 = token → a boolean [B, 1, 1, Tk] that masks keys only, MODELS.md §0.3), `as_ids` (labels, token types) and
 `ACTIVATIONS` (config strings → functions, §0.4).
 
 Tying follows transformers: a target missing from the file is tied to its source; present and equal, tied;
@@ -159,8 +164,8 @@ class PretrainedModel(nn.Module):
         missing = [name for name in targets if name not in state]
         unexpected = [name for name in state if name not in targets]
         if missing or unexpected:
-            raise CheckpointError(source, f"does not fit {type(self).__name__}: missing keys {missing or 'none'}; "
-                                          f"unexpected keys {unexpected or 'none'}")
+            raise CheckpointError(source, f"weights do not fit {type(self).__name__}: missing keys "
+                                          f"{missing or 'none'}; unexpected keys {unexpected or 'none'}")
         try:
             self.load_state_dict(state)
         except RuntimeError as error:  # shape mismatches, listed by load_state_dict

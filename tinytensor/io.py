@@ -1,7 +1,19 @@
-"""Saving and loading tensors and training checkpoints: safetensors for arrays, JSON for everything else. No pickle.
+"""Reading and writing files: tensors and training checkpoints (safetensors for arrays, JSON for everything else, no
+pickle), and the one set of readers every file of the project goes through.
 
 Layer: the top of `tinytensor`, beside `optim`; it uses `backend` (host copies) and `Tensor`, and the rest of the
-project (tokenizers, corpora, trainers) shares its `atomic_write*` helpers.
+project (models, tokenizers, corpora, trainers) shares its `atomic_write*` helpers and its readers.
+
+Errors (docs/errors.md). A file that is missing raises FileNotFoundError naming it. A file that is there but
+cannot be read as what it should be raises a `FileFormatError` (a ValueError) whose message starts with its path:
+`ConfigError` for a JSON settings file, `CheckpointError` for weights and checkpoints, `UnsafePathError` for a path
+inside a file that leads out of its directory.
+
+Readers. `read_text` (strict UTF-8; the error names the byte offset), `read_json` (line and column),
+`read_json_fields` (a JSON object whose keys are checked against their types by `check_type`: bools only
+true/false, ints only integral numbers, floats only finite numbers; the error names file, key, value and type),
+`read_safetensors`, and `path_inside`, which resolves a file name read from inside a file against its directory
+and refuses absolute paths, `..` and symlinks that lead out, before anything is opened.
 
 Atomic files. `atomic_write(path, write)` writes into a temporary file in the same directory, flushes and fsyncs it,
 renames it over `path` with `os.replace` (atomic within one file system) and fsyncs the directory. A crash at any
