@@ -20,17 +20,18 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 import safetensors.numpy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import scaled_examples
 
 import tinytensor as tt
 from models.albert import AlbertConfig, AlbertForPreTraining
@@ -43,8 +44,7 @@ from tinytensor import io
 from tinytensor.optim import AdamW
 
 TEXT = "the quick brown fox jumps over the lazy dog; the dog sleeps. [MASK] fox!"
-corruption_settings = settings(max_examples=20, deadline=timedelta(seconds=30),
-                               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+corruption_settings = settings(scaled_examples(0.8), deadline=timedelta(seconds=30))  # 20 examples a family
 
 
 # ---- reads outside the directory --------------------------------------------------------------------------------
