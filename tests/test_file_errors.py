@@ -294,6 +294,12 @@ def test_file_errors_are_value_errors_with_the_path_and_pickle(tmp_path):
     assert issubclass(io.CheckpointError, io.FileFormatError) and issubclass(io.UnsafePathError, io.FileFormatError)
 
 
+def test_the_one_argument_form_of_checkpoint_error_still_works():
+    error = io.CheckpointError("run/checkpoint.json: the tokenizer does not fit")
+    assert str(error) == str(pickle.loads(pickle.dumps(error))) == "run/checkpoint.json: the tokenizer does not fit"
+    assert error.path is None
+
+
 @pytest.mark.parametrize("tokenizer, record, message", [
     (WordPieceTokenizer, {"type": "wordpiece", "vocab": WORDPIECE_VOCAB, "lowercase": "false"},
      r'"lowercase" is "false" \(a string\); expected true or false'),

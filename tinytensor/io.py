@@ -77,14 +77,17 @@ PathLike = str | os.PathLike
 class FileFormatError(ValueError):
     """A file that exists but cannot be read as what it should be. `path` is the file; the message starts with it.
 
-    A ValueError, so code that catches ValueError keeps working. A missing file is a FileNotFoundError instead."""
+    A ValueError, so code that catches ValueError keeps working. A missing file is a FileNotFoundError instead.
+    The one-argument form `CheckpointError(message)` (the older signature) is kept: its `path` is None and the
+    message is expected to name the file itself."""
 
-    def __init__(self, path: PathLike, problem: str):
-        super().__init__(path, problem)  # both in args, so the error pickles and copies like any other
-        self.path, self.problem = Path(path), problem
+    def __init__(self, path: PathLike, problem: str | None = None):
+        arguments = (path,) if problem is None else (path, problem)
+        super().__init__(*arguments)  # what unpickling and copying call the class with again
+        self.path, self.problem = (None, str(path)) if problem is None else (Path(path), problem)
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
+        return self.problem if self.path is None else f"{self.path}: {self.problem}"
 
 
 class ConfigError(FileFormatError):
