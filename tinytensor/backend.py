@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import types
 from concurrent.futures import ThreadPoolExecutor
 
@@ -92,6 +93,12 @@ def require_device(device: str) -> str:
 def module_for(device: str) -> types.ModuleType:
     """The array module (numpy or cupy) of a device."""
     return numpy if normalize_device(device) == "cpu" else cupy_module()
+
+
+def is_cupy_array(value) -> bool:
+    """Whether `value` is a CuPy array (CuPy is only looked up if something already imported it)."""
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(value, cupy.ndarray)
 
 
 def device_of(array) -> str:

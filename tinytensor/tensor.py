@@ -394,7 +394,7 @@ def _to_array(data, dtype=None, device=None):
     """
     if isinstance(data, Tensor):
         data = data.data
-    on_gpu = hasattr(data, "__cuda_array_interface__")  # a CuPy array; NumPy arrays and scalars do not have it
+    on_gpu = backend.is_cupy_array(data)
     xp = backend.module_for(device or ("cuda" if on_gpu else "cpu"))
     if on_gpu or isinstance(data, numpy.ndarray):
         if data.dtype.kind not in _NUMBER_KINDS:
