@@ -49,7 +49,7 @@ class CommandError(ValueError):
 
 
 USER_ERRORS = (CommandError, SettingError, RunDirectoryError, CorpusError, CorpusUnavailableError,
-               tio.CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+               tio.FileFormatError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
                tt.backend.DeviceUnavailableError, dist.RankMismatchError, dist.CollectiveTimeoutError)
 
 
@@ -125,19 +125,18 @@ class Task:
         """After training (rank 0): exports, scores, samples; returns the exit status."""
         return 130 if trainer.interrupted else 0
 
-    def model_name_of_directory(self, directory: Path) -> str:
-        """The model name for an --init-from directory (from its config.json's model_type)."""
+    def model_name_of_directory(self, directory: Path, flag: str | None = None) -> str:
+        """The model name for a Hugging Face directory given as `flag` (default: the task's --init-from flag), from
+        its config.json's model_type."""
+        flag = flag or self.init_from_flag
         config_file = directory / "config.json"
         if not config_file.is_file():
-            raise FileNotFoundError(f"{self.init_from_flag} {directory}: no config.json (expected a Hugging Face "
-                                    "checkpoint directory)")
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CommandError(f"{config_file} is not JSON: {error}") from error
+            raise FileNotFoundError(f"{flag} {directory}: no config.json (expected a Hugging Face checkpoint "
+                                    "directory)")
+        config = tio.read_json(config_file, tio.ConfigError)
         model_type = config.get("model_type") if isinstance(config, dict) else None
         if model_type not in self.models:
-            raise CommandError(f"{self.init_from_flag} {directory}: config.json has model_type {model_type!r}; "
+            raise CommandError(f"{flag} {directory}: config.json has model_type {model_type!r}; "
                                f"train.{self.command} knows {', '.join(self.models)}")
         return model_type
 
@@ -247,7 +246,7 @@ class Task:
         try:
             return self.tokenizer_from_dict(record["tokenizer"])
         except (KeyError, TypeError, ValueError) as error:
-            raise tio.CheckpointError(f"{checkpoint_dir / tio.CHECKPOINT_FILE}: the run's tokenizer cannot be read "
+            raise tio.CheckpointError(checkpoint_dir / tio.CHECKPOINT_FILE, "the run's tokenizer cannot be read "
                                       f"({type(error).__name__}: {error})") from error
 
     def resolve(self, args: argparse.Namespace, model_name: str, saved: dict | None) -> tuple[dict, dict]:
@@ -369,7 +368,11 @@ class Task:
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse with the house error policy: one line on stderr naming the flag, exit status 2."""
+    """argparse with the house error policy: one line on stderr naming the flag, exit status 2. Flags must be
+    spelled out: argparse's abbreviations would take `--lr` for `--lr-factor` where `--lr` is not a flag."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see --help)\n")
@@ -422,8 +425,8 @@ def check_tokenizer_fits(tokenizer, vocab_size: int | None, source: Path) -> Non
     """A tokenizer with more ids than the model's vocabulary would index past its embedding."""
     size = getattr(tokenizer, "vocab_size", None)
     if vocab_size is not None and size is not None and size > vocab_size:
-        raise tio.CheckpointError(f"{source}: the tokenizer has {size} tokens but the model's vocabulary only "
-                                  f"{vocab_size}; the checkpoint is inconsistent")
+        raise tio.CheckpointError(source, f"the tokenizer has {size} tokens but the model's vocabulary only "
+                                          f"{vocab_size}; the checkpoint is inconsistent")
 
 
 def write_scores(run: Run, scores: dict) -> Path:
@@ -450,10 +453,10 @@ def run_record(checkpoint_dir: Path) -> dict:
     record = tio.load_checkpoint(checkpoint_dir).config
     path = checkpoint_dir / tio.CHECKPOINT_FILE
     if not isinstance(record, dict) or "command" not in record:
-        raise tio.CheckpointError(f"{path} is not the checkpoint of a train.* run (written by an older tinytensor, "
-                                  "or by tinytensor.io.save_checkpoint directly)")
+        raise tio.CheckpointError(path, "not the checkpoint of a train.* run (written by an older tinytensor, or by "
+                                        "tinytensor.io.save_checkpoint directly)")
     for key, kind in RECORD_FIELDS.items():
         if not isinstance(record.get(key), kind):
-            raise tio.CheckpointError(f"{path}: config.{key} must be a JSON {'object' if kind is dict else 'string'},"
-                                      f" got {record.get(key)!r:.60}")
+            raise tio.CheckpointError(path, f"config.{key} must be a JSON {'object' if kind is dict else 'string'}, "
+                                            f"got {record.get(key)!r:.60}")
     return record

@@ -97,7 +97,7 @@ def read_tsv(path: str | Path) -> list[Example]:
     if not path.is_file():
         raise FileNotFoundError(f"--data {path}: no such file")
     examples, n_fields = [], None
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(tio.read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = [field.strip() for field in line.split("\t")]

@@ -24,7 +24,7 @@ def load_model(ckpt: str | Path, device: str = "cpu"):
     directory = Path(ckpt)
     if (directory / "checkpoint").is_dir():
         return load_run(directory, device)
-    model_class = TASK.model_classes(TASK.model_name_of_directory(directory))[1]
+    model_class = TASK.model_classes(TASK.model_name_of_directory(directory, "--ckpt"))[1]
     model = model_class.from_pretrained(directory, dtype=tt.float32)
     return model.to(device).eval(), ByteLevelBPETokenizer.from_pretrained(directory)
 

@@ -40,7 +40,7 @@ import numpy as np
 import tinytensor as tt
 import tinytensor.distributed as dist
 from models.tokenizers.wordpiece import CLS, MASK, SEP, SPECIAL_TOKENS, WordPieceTokenizer
-from train.cli import Run, Task, check_model_fits, export_hf, write_scores
+from train.cli import CommandError, Run, Task, check_model_fits, export_hf, write_scores
 from train.corpus import CorpusError, load_corpus
 from train.settings import ANY, BOOL, NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, setting
 from train.wordpiece_trainer import train_tokenizer
@@ -308,7 +308,10 @@ class MLMTask(Task):
         if dist.is_main_process():
             print(f"learning a WordPiece vocabulary of {run.settings['vocab_size']} tokens from "
                   f"{len(train_lines):,} lines")
-        return train_tokenizer(train_lines, run.settings["vocab_size"], lowercase=not run.settings["cased"])
+        try:
+            return train_tokenizer(train_lines, run.settings["vocab_size"], lowercase=not run.settings["cased"])
+        except ValueError as error:  # --vocab-size below the specials and the text's characters: it names the flag
+            raise CommandError(str(error)) from error
 
     def _new_model_config(self, run: Run) -> dict:
         """Preset and flags for the config's fields; vocabulary and [PAD] from the tokenizer, positions from

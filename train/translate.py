@@ -24,9 +24,10 @@ from models.transformer import Transformer
 from tinytensor.optim import Adam
 from tinytensor.optim.lr_scheduler import noam
 from train.bleu import corpus_bleu, exact_match
-from train.cli import Run, Task, write_scores
+from train.cli import CommandError, Run, Task, write_scores
 from train.settings import ANY, FRACTION, NON_NEGATIVE, OPEN_UNIT, POSITIVE, setting
-from train.translation_data import LengthBatches, Pair, WordVocabulary, number_pairs, pad_rows, read_tsv, split_pairs
+from train.translation_data import (MAX_NUMBER, LengthBatches, Pair, WordVocabulary, number_pairs, pad_rows, read_tsv,
+                                    split_pairs)
 
 
 @dataclass
@@ -109,6 +110,9 @@ def load_pairs(settings: dict) -> tuple[list[Pair], list[Pair]]:
     """(train, held_out): the generated number task from the seed, or a TSV split by `held_out_fraction`."""
     if settings["data"]:
         return split_pairs(read_tsv(settings["data"]), settings["held_out_fraction"], settings["seed"])
+    if settings["num_train"] + settings["num_held_out"] > MAX_NUMBER + 1:
+        raise CommandError(f"--num-train {settings['num_train']} + --num-held-out {settings['num_held_out']}: only "
+                           f"{MAX_NUMBER + 1:,} distinct numbers exist")
     return number_pairs(settings["num_train"], settings["num_held_out"], settings["seed"])
 
 

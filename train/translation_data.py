@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinytensor.io import atomic_write_text
+from tinytensor.io import atomic_write_text, read_text
+from train.corpus import CorpusError
 
 Pair = tuple[str, str]
 
@@ -100,15 +101,15 @@ def _distinct_numbers(count: int, rng: np.random.Generator) -> list[int]:
 def read_tsv(path: str | Path) -> list[Pair]:
     """Sentence pairs from a UTF-8 file of `source<TAB>target` lines (blank lines skipped)."""
     pairs = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         columns = line.split("\t")
         if len(columns) != 2 or not columns[0].strip() or not columns[1].strip():
-            raise ValueError(f"{path}, line {number}: expected 'source<TAB>target', got {line!r}")
+            raise CorpusError(f"{path}, line {number}: expected 'source<TAB>target', got {line!r}")
         pairs.append((columns[0].strip(), columns[1].strip()))
-    if not pairs:
-        raise ValueError(f"{path} holds no sentence pairs")
+    if len(pairs) < 2:
+        raise CorpusError(f"{path} holds {len(pairs)} sentence pair(s); training and held-out need at least 2")
     return pairs
 
 
