@@ -108,7 +108,8 @@ def test_cuda_is_available_answers_a_bool():
 def test_manual_seed_makes_every_random_draw_repeat():
     def draws():
         return (tt.randn(3, 2).numpy(), tt.rand(4).numpy(), tt.randint(0, 10, (5,)).numpy(),
-                tt.dropout(tt.ones(8), 0.5).numpy(), tt.multinomial(tt.tensor([[0.2, 0.8]]), 3).numpy())
+                tt.dropout(tt.ones(8), 0.5).numpy(),
+                tt.multinomial(tt.tensor([[0.2, 0.8]]), 3, replacement=True).numpy())
 
     tt.manual_seed(42)
     first = draws()
@@ -139,7 +140,7 @@ def test_random_draws_come_in_the_requested_dtype(dtype):
 
 def test_multinomial_draws_only_classes_with_probability():
     probs = tt.tensor([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5]])
-    ids = tt.multinomial(probs, 200).numpy()
+    ids = tt.multinomial(probs, 200, replacement=True).numpy()
     assert ids.dtype == np.int64 and ids.shape == (2, 200)
     assert (ids[0] == 1).all() and set(ids[1]) == {0, 2}
 

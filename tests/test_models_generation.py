@@ -8,7 +8,7 @@ from models.generation import keep_top_k, keep_top_p, sample_next_token
 
 def test_multinomial_frequencies_match_the_probabilities():
     probs = tt.tensor([[0.1, 0.2, 0.7], [0.5, 0.0, 0.5]])
-    draws = tt.multinomial(probs, num_samples=20000).numpy()
+    draws = tt.multinomial(probs, num_samples=20000, replacement=True).numpy()
     for row, expected in zip(draws, probs.numpy()):
         frequencies = np.bincount(row, minlength=3) / row.size
         np.testing.assert_allclose(frequencies, expected, atol=0.015)

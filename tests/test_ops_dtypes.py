@@ -30,7 +30,7 @@ OPS_WITH_SCALARS = {
     "maximum": lambda x: tt.maximum(x, 0.75), "minimum": lambda x: tt.minimum(x, 1),
     "where": lambda x: tt.where(_on(x, _MASK), x, 0.0), "where_scalar_first": lambda x: tt.where(
         _on(x, _MASK), -1, x), "masked_fill": lambda x: x.masked_fill(_on(x, _MASK), -1e9),
-    "sum": lambda x: x.sum(), "mean": lambda x: x.mean(1), "max": lambda x: x.max(0), "min": lambda x: x.min(),
+    "sum": lambda x: x.sum(), "mean": lambda x: x.mean(1), "max": lambda x: x.amax(0), "min": lambda x: x.min(),
     "var": lambda x: x.var(1, correction=0), "logsumexp": lambda x: x.logsumexp(-1),
     "reshape": lambda x: x.reshape(3, 2), "flatten": lambda x: x.flatten(), "transpose": lambda x: x.T,
     "permute": lambda x: x.permute(1, 0), "unsqueeze": lambda x: x.unsqueeze(0), "squeeze": lambda x: x[None].squeeze(),

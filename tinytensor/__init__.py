@@ -7,6 +7,10 @@
 
 Layers, bottom to top: backend (numpy | cupy), autograd (Function, graph walk), tensor (Tensor), ops (forward and
 backward side by side), nn, optim, gradcheck, io.
+
+`import tinytensor as torch` is meant to work for everyday PyTorch programs: `nn`, `optim`, `autograd` and `cuda`
+are reachable after one import, and PyTorch's dtype names (`long`, `float`, `double`, …) are here.
+docs/pytorch.md lists what carries over and what differs.
 """
 import os
 
@@ -15,12 +19,22 @@ import os
 # the gaps between consecutive products. Effective only when tinytensor is imported before NumPy.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
-from tinytensor import autograd, backend  # noqa: E402
-from tinytensor.autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad  # noqa: E402
-from tinytensor.backend import (bool_, cuda_is_available, float16, float32, float64, get_rng_state,  # noqa: E402
-                                int32, int64, manual_seed, set_rng_state)
+from tinytensor import autograd, backend, cuda  # noqa: E402
+from tinytensor.autograd import detect_anomaly, enable_grad, inference_mode, is_grad_enabled, no_grad  # noqa: E402
+from tinytensor.backend import (bfloat16, bool_, cuda_is_available, float16, float32, float64,  # noqa: E402
+                                get_rng_state, int32, int64, manual_seed, set_rng_state)
 from tinytensor.ops import *  # noqa: E402,F403 - the op functions are the top-level API, as in torch
 from tinytensor.tensor import Tensor  # noqa: E402
 from tinytensor.gradcheck import gradcheck  # noqa: E402,I001 - gradcheck builds on the ops above
+from tinytensor import nn, optim  # noqa: E402,I001 - `import torch` reaches torch.nn and torch.optim too
+from tinytensor.serialization import load, save  # noqa: E402
+
+# PyTorch's dtype names (they shadow Python's builtins only inside this namespace: tt.float, tt.int, tt.bool)
+long = int64
+float = float32  # noqa: A001
+double = float64
+half = float16
+int = int32  # noqa: A001
+bool = bool_  # noqa: A001
 
 __version__ = "0.1.0"

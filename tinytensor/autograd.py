@@ -28,12 +28,25 @@ from tinytensor import backend
 
 _grad_enabled = True
 _anomaly_mode = False
+_write_epoch = 0  # counts in-place writes; a node remembers the count when it was recorded
+_last_write: dict[int, tuple[int, weakref.ref]] = {}  # id(memory owner) -> (epoch of its last write, weak ref)
 
 
 class _GradMode:
-    """Context manager and decorator that sets whether new ops record a graph."""
+    """Context manager and decorator that sets whether new ops record a graph.
+
+    Used as `with no_grad():`, `@no_grad()` or bare `@no_grad`: given a function, the class returns that function
+    wrapped, as PyTorch's does.
+    """
 
     enabled: bool
+
+    def __new__(cls, function=None):
+        mode = super().__new__(cls)
+        return mode if function is None else mode(function)
+
+    def __init__(self, function=None):
+        pass
 
     def __enter__(self):
         global _grad_enabled
@@ -46,10 +59,14 @@ class _GradMode:
     def __call__(self, function):
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            with self.__class__():
+            with self._fresh():
                 return function(*args, **kwargs)
 
         return wrapper
+
+    def _fresh(self) -> _GradMode:
+        """A new context of the same kind (contexts save the previous mode, so one per entry)."""
+        return self.__class__()
 
 
 class no_grad(_GradMode):  # noqa: N801 - PyTorch's name
@@ -62,6 +79,27 @@ class enable_grad(_GradMode):  # noqa: N801 - PyTorch's name
     """Turn graph recording back on inside a `no_grad` region."""
 
     enabled = True
+
+
+class inference_mode(_GradMode):  # noqa: N801 - PyTorch's name
+    """`no_grad` under PyTorch's other name: `inference_mode(False)` records graphs again.
+
+    PyTorch also marks tensors made inside as "inference tensors" that autograd later refuses; tinytensor's
+    tensors made here are ordinary tensors that simply have no graph.
+    """
+
+    def __new__(cls, mode=True):
+        instance = super().__new__(cls)
+        if callable(mode):  # bare @inference_mode
+            instance.enabled = False
+            return instance(mode)
+        return instance
+
+    def __init__(self, mode=True):
+        self.enabled = not mode
+
+    def _fresh(self) -> _GradMode:
+        return inference_mode(not self.enabled)
 
 
 def is_grad_enabled() -> bool:
@@ -102,6 +140,7 @@ class Function:
     xp = None  # the array module of this call's inputs
     saved: tuple = ()
     needs_input_grad: tuple = ()
+    output_hooks: tuple | list = ()  # Tensor.register_hook on this node's output
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -141,6 +180,7 @@ class Function:
         self.input_shapes = tuple(t.data.shape for t in inputs)
         self.retained_output = None
         self.released = False
+        self.recorded_at = _write_epoch
 
     def _run_backward(self, grad, retain_graph: bool):
         if self.released:
@@ -155,6 +195,84 @@ class Function:
             self.saved = ()
             self.released = True
         return grads
+
+
+# ---- in-place writes (PyTorch's version counter, by memory) ---------------------------------------------------------
+def _memory_owner(array):
+    """The array that owns `array`'s memory: every view and alias of one buffer shares it (NumPy and CuPy keep
+    `.base` pointing at the owner)."""
+    base = getattr(array, "base", None)
+    return array if base is None else base
+
+
+def note_in_place_write(array) -> None:
+    """Record that `array`'s memory was just overwritten by an in-place op.
+
+    A node whose saved arrays share that memory and were saved before the write refuses to run backward, as
+    PyTorch's version counter does, instead of computing a gradient from the new values. Keyed by the memory
+    owner, so writes through views, `.detach()` aliases and state-dict entries count too. Costs nothing on the
+    graph's hot path: nodes only compare one counter unless a write happened after they were recorded.
+    """
+    global _write_epoch
+    _write_epoch += 1
+    owner = _memory_owner(array)
+    key = id(owner)
+    try:
+        ref = weakref.ref(owner, lambda _, key=key: _last_write.pop(key, None))
+    except TypeError:  # an owner without weak references (a bytes buffer, some CuPy builds): not tracked
+        return
+    _last_write[key] = (_write_epoch, ref)
+
+
+def _check_saved_unmodified(fn: Function) -> None:
+    for array in fn.saved:
+        if array is None or not hasattr(array, "shape"):
+            continue
+        owner = _memory_owner(array)
+        entry = _last_write.get(id(owner))
+        if entry is not None and entry[1]() is owner and entry[0] > fn.recorded_at:
+            raise RuntimeError(
+                f"one of the arrays {type(fn).__name__} saved for backward was modified by an in-place operation "
+                "after the forward pass; use the out-of-place op (x = x + y instead of x += y, x.add(y) instead of "
+                "x.add_(y)) or .clone() the tensor first"
+            )
+
+
+# ---- gradient hooks ----------------------------------------------------------------------------------------------
+class RemovableHandle:
+    """What `Tensor.register_hook` returns: `.remove()` unregisters the hook."""
+
+    def __init__(self, hooks: list, hook) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def add_hook(tensor, hook) -> RemovableHandle:
+    """Call `hook(grad)` whenever the gradient of `tensor` is computed; a non-None result replaces that gradient.
+
+    A non-leaf's hooks sit on the node that made it and see the node's summed gradient; a leaf's hooks see the
+    total gradient of one backward pass, before it is added into `.grad`.
+    """
+    if not tensor.requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+    owner = tensor._node if tensor._node is not None else tensor
+    if not getattr(owner, "output_hooks", None):
+        owner.output_hooks = []
+    owner.output_hooks.append(hook)
+    return RemovableHandle(owner.output_hooks, hook)
+
+
+def _run_hooks(hooks, grad):
+    from tinytensor.tensor import Tensor
+
+    for hook in hooks:
+        replaced = hook(Tensor._wrap(grad))
+        if replaced is not None:
+            grad = replaced.data if isinstance(replaced, Tensor) else replaced
+    return grad
 
 
 def sum_to(grad, shape: tuple):
@@ -211,11 +329,12 @@ def run_backward(tensor, grad, retain_graph: bool = False) -> None:
     """Propagate `grad` (an array shaped like `tensor`) to every leaf that requires grad."""
     handed_out = {id(grad)}  # the caller's gradient array is never adopted as a .grad
     if tensor._node is None:
-        _accumulate_leaf(tensor, grad, handed_out)
+        _accumulate_leaf(tensor, _run_hooks(getattr(tensor, "output_hooks", ()), grad), handed_out)
         return
     pending = {id(tensor._node): grad}
+    hooked_leaves: dict[int, list] = {}  # leaves with hooks get their total gradient at the end
     for node in _topological_order(tensor._node):
-        node_grad = pending.pop(id(node))
+        node_grad = _run_hooks(node.output_hooks, pending.pop(id(node)))
         _set_retained_grad(node, node_grad, handed_out)
         input_grads = node._run_backward(node_grad, retain_graph)
         for step, shape, input_grad in zip(node.next_steps, node.input_shapes, input_grads):
@@ -227,8 +346,13 @@ def run_backward(tensor, grad, retain_graph: bool = False) -> None:
             if isinstance(step, Function):
                 key = id(step)
                 pending[key] = pending[key] + input_grad if key in pending else input_grad
+            elif getattr(step, "output_hooks", None):
+                total = hooked_leaves.setdefault(id(step), [step, None])
+                total[1] = input_grad if total[1] is None else total[1] + input_grad
             else:
                 _accumulate_leaf(step, input_grad, handed_out)
+    for leaf, total in hooked_leaves.values():
+        _accumulate_leaf(leaf, _run_hooks(leaf.output_hooks, total), handed_out)
 
 
 def _set_retained_grad(node, grad, handed_out: set) -> None:

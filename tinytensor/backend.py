@@ -32,6 +32,7 @@ _seed: int | None = None
 _generators: dict[str, object] = {}
 _deferred_checks: list[tuple[object, Exception]] = []  # (device 0-d bool "failed" flag, error to raise)
 MAX_DEFERRED_CHECKS = 1024  # past this many unread flags, read them (one sync) rather than let them pile up
+_device_seeds: dict[str, int] = {}  # seeds given to one device after manual_seed
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -65,10 +66,15 @@ def nccl_module() -> types.ModuleType:
 
 def cuda_is_available() -> bool:
     """True when CuPy imports and sees at least one GPU."""
+    return cuda_device_count() > 0
+
+
+def cuda_device_count() -> int:
+    """How many GPUs CuPy sees (0 without CuPy, driver or device)."""
     try:
-        return cupy_module().cuda.runtime.getDeviceCount() > 0
+        return int(cupy_module().cuda.runtime.getDeviceCount())
     except Exception:  # no CuPy, no driver, or no device: all mean "no GPU"
-        return False
+        return 0
 
 
 def normalize_device(device: str) -> str:
@@ -166,7 +172,15 @@ def manual_seed(seed: int) -> None:
     """Seed the random generators of every backend, like torch.manual_seed."""
     global _seed
     _seed = int(seed)
+    _device_seeds.clear()
     _generators.clear()
+
+
+def manual_seed_device(device: str, seed: int) -> None:
+    """Seed one device's generator only (torch.cuda.manual_seed); safe to call when the device is absent."""
+    device = normalize_device(device)
+    _device_seeds[device] = int(seed)
+    _generators.pop(device, None)
 
 
 def generator(device: str = "cpu"):
@@ -174,7 +188,7 @@ def generator(device: str = "cpu"):
     device = normalize_device(device)
     if device not in _generators:
         xp = module_for(device)
-        _generators[device] = xp.random.default_rng(_seed)
+        _generators[device] = xp.random.default_rng(_device_seeds.get(device, _seed))
     return _generators[device]
 
 
@@ -243,8 +257,24 @@ def map_slices(function, *arrays):
     return out.reshape(first.shape)
 
 
+class UnsupportedDtype:
+    """A PyTorch dtype name with no NumPy dtype behind it (bfloat16): programs may name it, say in a table of
+    options, but making a tensor of it raises a TypeError that says what to use instead."""
+
+    def __init__(self, name: str, instead: str) -> None:
+        self.name, self.instead = name, instead
+
+    def __repr__(self) -> str:
+        return f"tinytensor.{self.name}"
+
+
+bfloat16 = UnsupportedDtype("bfloat16", "NumPy and CuPy have no bfloat16; use float16 or float32")
+
+
 def as_dtype(dtype) -> numpy.dtype:
     """Normalise 'float32', numpy.float32, tt.float32 … to one dtype object."""
+    if isinstance(dtype, UnsupportedDtype) or (isinstance(dtype, str) and dtype == "bfloat16"):
+        raise TypeError(f"dtype bfloat16 is not supported: {bfloat16.instead}")
     return numpy.dtype(dtype)
 
 

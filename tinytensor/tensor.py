@@ -22,7 +22,7 @@ _NUMBER_KINDS = "biufc"  # NumPy dtype kinds of bools, ints, unsigned ints, floa
 class Tensor:
     """An n-dimensional array that can record the ops applied to it and differentiate through them."""
 
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "output_hooks", "__weakref__")
     __array_priority__ = 1000  # make `ndarray * Tensor` call Tensor.__rmul__
 
     def __init__(self, data: Any, dtype=None, device: str | None = None, requires_grad: bool = False):
@@ -149,6 +149,30 @@ class Tensor:
     def __bool__(self) -> bool:
         return bool(self.data)
 
+    def __index__(self) -> int:
+        """A one-element integer tensor used as an index or slice bound (`data[i:i + 8]` with `i` from randint)."""
+        if self.data.size != 1 or backend.is_floating(self.dtype):
+            raise TypeError(f"only integer tensors of a single element can be converted to an index, got dtype "
+                            f"{self.dtype} and shape {self.shape}")
+        return int(self.data.item())
+
+    def __format__(self, spec: str) -> str:
+        """`f"{loss:.4f}"` formats a 0-d tensor's number, as PyTorch; other tensors take only an empty spec."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
+    def __iter__(self):
+        """Iterate over the first axis (each item a tensor, in the graph), as PyTorch."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (ops.getitem(self, i) for i in range(self.data.shape[0]))
+
+    def register_hook(self, hook):
+        """Call `hook(grad)` when this tensor's gradient is computed; a Tensor it returns replaces the gradient.
+        Returns a handle whose `.remove()` unregisters it."""
+        return autograd.add_hook(self, hook)
+
     def __float__(self) -> float:
         return float(self.item())
 
@@ -200,7 +224,11 @@ class Tensor:
         return ops.clone(self)
 
     def contiguous(self) -> Tensor:
-        return self
+        """Self when the array is C-contiguous, else a C-ordered copy (what `.view` needs after a transpose)."""
+        return ops.contiguous(self)
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
 
     # ---- operators -------------------------------------------------------------------------------------------
     def __add__(self, other):
@@ -251,6 +279,7 @@ class Tensor:
             raise RuntimeError("in-place assignment to a tensor that requires grad; do it under tt.no_grad()")
         value = value.data if isinstance(value, Tensor) else value
         self.data[ops.index_arrays(index, self.xp)] = value
+        autograd.note_in_place_write(self.data)
 
     def __eq__(self, other):  # noqa: D105 - elementwise, as in PyTorch
         return ops.eq(self, other)
@@ -322,14 +351,41 @@ class Tensor:
     def min(self, dim=None, keepdim=False, axis=None, keepdims=None):
         return ops.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def var(self, dim=None, keepdim=False, correction=1, axis=None, keepdims=None):
-        return ops.var(self, dim, keepdim, correction=correction, axis=axis, keepdims=keepdims)
+    def amax(self, dim=None, keepdim=False):
+        return ops.amax(self, dim, keepdim)
+
+    def amin(self, dim=None, keepdim=False):
+        return ops.amin(self, dim, keepdim)
+
+    def var(self, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None, keepdims=None):
+        return ops.var(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims)
+
+    def std(self, dim=None, unbiased=True, keepdim=False, *, correction=None, axis=None, keepdims=None):
+        return ops.std(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims)
+
+    def norm(self, p=2.0, dim=None, keepdim=False):
+        return ops.norm(self, p, dim, keepdim)
+
+    def cumsum(self, dim, *, dtype=None):
+        return ops.cumsum(self, dim, dtype=dtype)
 
     def logsumexp(self, dim=None, keepdim=False, axis=None, keepdims=None):
         return ops.logsumexp(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
     def argmax(self, dim=None, keepdim=False):
         return ops.argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return ops.argmin(self, dim, keepdim)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        return ops.sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return ops.argsort(self, dim, descending, stable)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):  # noqa: A002 - PyTorch's name
+        return ops.topk(self, k, dim, largest, sorted)
 
     def softmax(self, dim=-1):
         return ops.softmax(self, dim)
@@ -341,7 +397,8 @@ class Tensor:
         return ops.reshape(self, *shape)
 
     def view(self, *shape):
-        return ops.reshape(self, *shape)
+        """reshape without a copy; raises, as PyTorch, when the strides do not allow it (see `ops.view`)."""
+        return ops.view(self, *shape)
 
     def flatten(self, start_dim=0, end_dim=-1):
         return ops.flatten(self, start_dim, end_dim)
@@ -351,6 +408,12 @@ class Tensor:
 
     def permute(self, *dims):
         return ops.permute(self, *dims)
+
+    def t(self):
+        """Transpose a matrix; vectors and scalars come back as they are (PyTorch's t)."""
+        if self.ndim > 2:
+            raise ValueError(f"t() expects a tensor with at most 2 dimensions, got shape {self.shape}; use transpose")
+        return ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
     @property
     def T(self):  # noqa: N802 - NumPy's name
@@ -383,6 +446,51 @@ class Tensor:
 
     def triu(self, diagonal=0):
         return ops.triu(self, diagonal)
+
+    def roll(self, shifts, dims=None):
+        return ops.roll(self, shifts, dims)
+
+    def repeat(self, *sizes):
+        return ops.repeat(self, *sizes)
+
+    # ---- in-place methods (tinytensor.ops.inplace: PyTorch's rules for leaves and for graphs) ---------------------
+    def add_(self, other, *, alpha=1):
+        return ops.inplace.add_(self, other, alpha)
+
+    def sub_(self, other, *, alpha=1):
+        return ops.inplace.sub_(self, other, alpha)
+
+    def mul_(self, other):
+        return ops.inplace.mul_(self, other)
+
+    def div_(self, other):
+        return ops.inplace.div_(self, other)
+
+    def clamp_(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+        return ops.inplace.clamp_(self, min, max)
+
+    def masked_fill_(self, mask, value):
+        return ops.inplace.masked_fill_(self, mask, value)
+
+    def fill_(self, value):
+        return ops.inplace.fill_(self, value)
+
+    def zero_(self):
+        return ops.inplace.zero_(self)
+
+    def copy_(self, source):
+        return ops.inplace.copy_(self, source)
+
+    def normal_(self, mean=0.0, std=1.0):
+        return ops.inplace.normal_(self, mean, std)
+
+    def uniform_(self, a=0.0, b=1.0):
+        return ops.inplace.uniform_(self, a, b)
+
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
 
 
 def _to_array(data, dtype=None, device=None):

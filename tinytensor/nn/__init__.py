@@ -3,15 +3,20 @@
     import tinytensor.nn as nn, tinytensor.nn.functional as F
     layer = nn.Linear(4, 8); layer.to(tt.float64); layer.state_dict()
 
-Files: module.py (Module, Parameter, ModuleList, ModuleDict, Sequential), layers.py (Linear, Embedding, norms,
-Dropout, activations, SwiGLU), attention.py (RotaryEmbedding, KVCache, MultiHeadAttention), init.py (weight
-initialisation), utils.py (clip_grad_norm_), functional.py (the stateless ops, F).
+Files: module.py (Module, Parameter, ModuleList, ModuleDict, Sequential, ParameterList), layers.py (Linear,
+Embedding, norms, Dropout, activations, Identity, SwiGLU), loss.py (CrossEntropyLoss, MSELoss), attention.py
+(RotaryEmbedding, KVCache, MultiHeadAttention), init.py (weight initialisation), utils.py (clip_grad_norm_),
+functional.py (the stateless ops, F).
 """
 from tinytensor.nn import functional, init, utils
 from tinytensor.nn.attention import KVCache, MultiHeadAttention, RotaryEmbedding, rotate_half
-from tinytensor.nn.layers import GELU, Dropout, Embedding, LayerNorm, Linear, ReLU, RMSNorm, SiLU, SwiGLU
-from tinytensor.nn.module import IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential
+from tinytensor.nn.layers import (GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, RMSNorm, SiLU, SwiGLU,
+                                  Tanh)
+from tinytensor.nn.loss import CrossEntropyLoss, MSELoss
+from tinytensor.nn.module import (IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, ParameterList,
+                                  Sequential)
 
-__all__ = ["GELU", "Dropout", "Embedding", "IncompatibleKeys", "KVCache", "LayerNorm", "Linear", "Module",
-           "ModuleDict", "ModuleList", "MultiHeadAttention", "Parameter", "RMSNorm", "ReLU", "RotaryEmbedding",
-           "Sequential", "SiLU", "SwiGLU", "functional", "init", "rotate_half", "utils"]
+__all__ = ["GELU", "CrossEntropyLoss", "Dropout", "Embedding", "Identity", "IncompatibleKeys", "KVCache", "LayerNorm",
+           "Linear", "MSELoss", "Module", "ModuleDict", "ModuleList", "MultiHeadAttention", "Parameter",
+           "ParameterList", "RMSNorm", "ReLU", "RotaryEmbedding", "Sequential", "SiLU", "SwiGLU", "Tanh",
+           "functional", "init", "rotate_half", "utils"]

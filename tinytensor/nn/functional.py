@@ -9,10 +9,10 @@ from tinytensor.ops.activation import gelu, relu, silu
 from tinytensor.ops.elementwise import sigmoid, tanh
 from tinytensor.ops.linalg import linear
 from tinytensor.ops.nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, mse_loss, nll_loss,
-                               rms_norm, softmax)
+                               normalize, one_hot, rms_norm, softmax)
 from tinytensor.ops.shape import pad
 
 
 __all__ = ["causal_keep_mask", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear",
-           "log_softmax", "mse_loss", "nll_loss", "packed_self_attention", "pad", "relu", "rms_norm",
-           "scaled_dot_product_attention", "sigmoid", "silu", "softmax", "tanh"]
+           "log_softmax", "mse_loss", "nll_loss", "normalize", "one_hot", "packed_self_attention", "pad", "relu",
+           "rms_norm", "scaled_dot_product_attention", "sigmoid", "silu", "softmax", "tanh"]

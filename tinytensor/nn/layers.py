@@ -1,4 +1,4 @@
-"""The standard layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout, activations and LLaMA's gated MLP.
+"""The standard layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout, activations, Identity and LLaMA's gated MLP.
 
 Each layer is a `Module` (tinytensor.nn.module) that owns its Parameters, initialises them with PyTorch's default
 scheme (tinytensor.nn.init) and computes with one call into `tinytensor.nn.functional`, whose fused ops carry the
@@ -175,6 +175,23 @@ class SiLU(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.silu(x)
+
+
+class Tanh(Module):
+    """tanh(x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.tanh(x)
+
+
+class Identity(Module):
+    """Returns its input: a placeholder where a layer is switched off (arguments are accepted and ignored)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
 
 
 class SwiGLU(Module):

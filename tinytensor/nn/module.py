@@ -10,7 +10,8 @@ and the nested `repr`.
 Parameters keep their identity forever: `to` and `load_state_dict` replace or overwrite `.data` inside the same
 `Parameter` objects, so an optimizer built earlier still points at the live weights.
 
-Containers: `ModuleList`, `ModuleDict` and `Sequential` register their items under "0", "1", … or their keys.
+Containers: `ModuleList`, `ModuleDict`, `Sequential` and `ParameterList` register their items under "0", "1", …
+or their keys.
 """
 from __future__ import annotations
 
@@ -389,6 +390,38 @@ class ModuleList(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+
+class ParameterList(Module):
+    """A list of Parameters registered as "0", "1", …, so `parameters()`, optimizers and state dicts see them.
+    Tensors appended are wrapped in Parameters (sharing their arrays), as PyTorch does."""
+
+    def __init__(self, values: Iterable[Tensor] = ()):
+        super().__init__()
+        self.extend(values)
+
+    def append(self, value: Tensor) -> ParameterList:
+        self.register_parameter(str(len(self)), value if isinstance(value, Parameter) else Parameter(value))
+        return self
+
+    def extend(self, values: Iterable[Tensor]) -> ParameterList:
+        for value in values:
+            self.append(value)
+        return self
+
+    def __getitem__(self, index: int | slice) -> Parameter | ParameterList:
+        items = list(self._parameters.values())
+        return ParameterList(items[index]) if isinstance(index, slice) else items[index]
+
+    def __setitem__(self, index: int, value: Tensor) -> None:
+        name = str(range(len(self))[index])
+        self.register_parameter(name, value if isinstance(value, Parameter) else Parameter(value))
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self._parameters.values())
 
 
 class ModuleDict(Module):

@@ -65,9 +65,36 @@ def rand(*shape, dtype=None, device: str = "cpu", requires_grad: bool = False) -
     return Tensor(draw.astype(dtype, copy=False), requires_grad=requires_grad)
 
 
-def randint(low: int, high: int, size: tuple, device: str = "cpu") -> Tensor:
-    """Integers in [low, high) as int64."""
-    return Tensor(backend.generator(device).integers(low, high, size=size, dtype=backend.int64))
+def empty(*shape, dtype=None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    """An uninitialised tensor (whatever the memory held): for buffers that are written before they are read."""
+    dtype = backend.DEFAULT_FLOAT if dtype is None else backend.as_dtype(dtype)
+    array = backend.module_for(device).empty(shape_arg(shape), dtype=dtype)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def randint(low: int = 0, high=None, size=None, *, dtype=None, device: str = "cpu") -> Tensor:
+    """Integers in [low, high) (int64 unless `dtype`), called as PyTorch allows: randint(high, size) or
+    randint(low, high, size), `size` a tuple."""
+    if isinstance(high, (tuple, list)) or high is None:  # randint(high, size) or randint(high, size=size)
+        low, high, size = 0, low, size if high is None else high
+    if size is None:
+        raise TypeError("randint: missing the size argument, e.g. randint(10, (3,))")
+    size = (size,) if isinstance(size, int) else tuple(size)
+    draw = backend.generator(device).integers(int(low), int(high), size=size, dtype=backend.int64)
+    return Tensor(draw if dtype is None else draw.astype(backend.as_dtype(dtype)))
+
+
+def randperm(n: int, *, dtype=None, device: str = "cpu") -> Tensor:
+    """A random permutation of 0 … n−1 (int64 unless `dtype`)."""
+    draw = backend.generator(device).permutation(int(n))
+    return Tensor(draw.astype(backend.as_dtype(dtype or backend.int64), copy=False))
+
+
+def from_numpy(array) -> Tensor:
+    """A CPU tensor sharing the NumPy array's memory (writes through either show in both), keeping its dtype."""
+    if not hasattr(array, "dtype") or backend.device_of(array) != "cpu":
+        raise TypeError(f"from_numpy expects a NumPy array, got {type(array).__name__}")
+    return Tensor._wrap(backend.module_for("cpu").asarray(array))
 
 
 def _draw_dtype(dtype):
@@ -75,11 +102,24 @@ def _draw_dtype(dtype):
     return backend.float32 if dtype == backend.float16 else dtype
 
 
-def multinomial(probs: Tensor, num_samples: int = 1) -> Tensor:
-    """Draw class ids from each row of probabilities [..., C] (with replacement), by inverting the CDF."""
+def multinomial(probs: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
+    """Draw `num_samples` class ids from each row of non-negative weights [..., C] → [..., num_samples] (int64).
+
+    With replacement (or for one sample) each draw inverts the CDF. Without, as PyTorch's default, each class is
+    drawn at most once: every class gets an exponential clock −log(U)/p and the first `num_samples` to ring win,
+    which is the same distribution as drawing one at a time and renormalising.
+    """
     xp = probs.xp
-    cdf = xp.cumsum(probs.data, axis=-1, dtype=backend.float64)
-    cdf /= cdf[..., -1:]
-    uniform = backend.generator(probs.device).random((*probs.shape[:-1], num_samples))
-    ids = (cdf[..., None, :] <= uniform[..., None]).sum(axis=-1)
-    return Tensor(xp.minimum(ids, probs.shape[-1] - 1).astype(backend.int64))
+    generator = backend.generator(probs.device)
+    if replacement or num_samples == 1:
+        cdf = xp.cumsum(probs.data, axis=-1, dtype=backend.float64)
+        cdf /= cdf[..., -1:]
+        uniform = generator.random((*probs.shape[:-1], num_samples))
+        ids = (cdf[..., None, :] <= uniform[..., None]).sum(axis=-1)
+        return Tensor(xp.minimum(ids, probs.shape[-1] - 1).astype(backend.int64))
+    if num_samples > int((probs.data > 0).sum(axis=-1).min()):
+        raise RuntimeError(f"multinomial: cannot draw {num_samples} samples without replacement from rows with "
+                           "fewer categories of non-zero probability; pass replacement=True")
+    with xp.errstate(divide="ignore"):
+        clocks = -xp.log1p(-generator.random(probs.shape)) / probs.data.astype(backend.float64)
+    return Tensor(xp.argsort(clocks, axis=-1, kind="stable")[..., :num_samples].astype(backend.int64))

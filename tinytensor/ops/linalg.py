@@ -1,12 +1,15 @@
-"""Matrix multiplication: batched, broadcasting, and NumPy's 1-D rules (vector·matrix, matrix·vector, dot).
+"""Matrix multiplication: batched, broadcasting, and NumPy's 1-D rules (vector·matrix, matrix·vector, dot); einsum.
 
 For C = A·B the gradients are dA = dC·Bᵀ and dB = Aᵀ·dC, each one BLAS call. A 1-D operand is treated as a
-row (left) or column (right) matrix for the backward, then that axis is dropped again.
+row (left) or column (right) matrix for the backward, then that axis is dropped again. einsum's backward is an
+einsum too: each operand's gradient contracts the output gradient with the other operands.
 """
 from __future__ import annotations
 
+import functools
+
 from tinytensor.autograd import Function
-from tinytensor.ops._util import operands
+from tinytensor.ops._util import cast_tensor, operands, result_dtype
 from tinytensor.tensor import Tensor
 
 
@@ -80,3 +83,62 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if x.dtype != weight.dtype:
         raise TypeError(f"linear: input dtype {x.dtype} differs from weight dtype {weight.dtype}")
     return Linear.apply(x, weight, *([bias] if bias is not None else []))
+
+
+class Einsum(Function):
+    """Einstein summation over operands with subscripts `inputs` ("ij", "jk", "...ij") into `output`.
+
+    The gradient of operand k is einsum(output, other operands -> inputs[k]): the output gradient contracted with
+    everything k was multiplied by. A letter that only operand k has (summed away in the forward) cannot be made
+    by that einsum, so a vector of ones with that letter joins it: its gradient is the same everywhere along it.
+    """
+
+    def forward(self, *arrays, inputs=(), output=""):
+        self.inputs, self.output = inputs, output
+        self.save_for_backward(*arrays)
+        return self.xp.einsum(",".join(inputs) + "->" + output, *arrays)
+
+    def backward(self, grad):
+        return tuple(self._operand_grad(grad, k) if needed else None for k, needed in enumerate(self.needs_input_grad))
+
+    def _operand_grad(self, grad, k: int):
+        target = self.inputs[k]
+        letters = target.replace("...", "")
+        if len(set(letters)) != len(letters):
+            raise NotImplementedError(f"einsum: no gradient for an operand with a repeated subscript ({target!r}: "
+                                      "a diagonal or a trace)")
+        others = [(s, a) for i, (s, a) in enumerate(zip(self.inputs, self.saved)) if i != k]
+        present = set(self.output).union(*(s for s, _ in others))
+        alone = [c for c in letters if c not in present]
+        ones = [self.xp.ones(_letter_size(target, self.saved[k].shape, c), dtype=grad.dtype) for c in alone]
+        subscripts = [self.output, *(s for s, _ in others), *alone]
+        return self.xp.einsum(",".join(subscripts) + "->" + target, grad, *(a for _, a in others), *ones)
+
+
+def _letter_size(subscripts: str, shape: tuple, letter: str) -> int:
+    """The size of the axis `letter` names in an operand of `shape` (letters after '...' count from the end)."""
+    head, ellipsis, tail = subscripts.partition("...")
+    if letter in head:
+        return shape[head.index(letter)]
+    return shape[len(shape) - len(tail) + tail.index(letter)]
+
+
+def _implicit_output(inputs: list[str]) -> str:
+    """NumPy's and PyTorch's output for an equation without '->': '...' if used, then the letters that appear
+    once, in alphabetical order."""
+    letters = "".join(inputs).replace("...", "")
+    once = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return ("..." if any("..." in s for s in inputs) else "") + once
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """torch.einsum(equation, *operands) (or a list of operands): any contraction NumPy's einsum does, with
+    '...' for broadcast axes; operands of different float dtypes meet in the wider one."""
+    tensors = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else list(operands)
+    inputs_part, arrow, output = equation.replace(" ", "").partition("->")
+    inputs = inputs_part.split(",")
+    if len(inputs) != len(tensors):
+        raise ValueError(f"einsum: {equation!r} names {len(inputs)} operands, got {len(tensors)}")
+    dtype = functools.reduce(result_dtype, [t.dtype for t in tensors])
+    tensors = [t if t.dtype == dtype else cast_tensor(t, dtype) for t in tensors]
+    return Einsum.apply(*tensors, inputs=tuple(inputs), output=output if arrow else _implicit_output(inputs))

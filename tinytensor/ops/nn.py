@@ -12,6 +12,8 @@ import math
 from tinytensor import backend
 from tinytensor.autograd import Function
 from tinytensor.ops._util import require_floating
+from tinytensor.ops.elementwise import clamp
+from tinytensor.ops.reduce import norm
 from tinytensor.tensor import Tensor
 
 
@@ -204,6 +206,12 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 # ---- normalisation ------------------------------------------------------------------------------------------------
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """input / max(‖input‖_p, eps) along `dim`, as torch.nn.functional.normalize (composed; the norm's backward
+    lives in `ops.reduce.Norm`)."""
+    return input / clamp(norm(input, p, dim, keepdim=True), min=eps)
+
+
 class LayerNorm(Function):
     """y = (x − μ)/√(σ² + eps)·w + b over rows of `width` elements: the last axis, or the last few axes flattened
     (PyTorch's multi-axis normalized_shape; w and b then arrive flattened too). Ba et al. 2016, σ² biased.
@@ -319,7 +327,19 @@ def rms_norm(x: Tensor, normalized_shape, weight: Tensor | None = None, eps: flo
     return RMSNorm.apply(x, *([_flat(weight)] if weight is not None else []), eps=eps, width=width)
 
 
-# ---- dropout and embedding ----------------------------------------------------------------------------------------
+# ---- dropout, one-hot and embedding ---------------------------------------------------------------------------------
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """Class ids [...] → int64 indicators [..., num_classes] (num_classes=-1: the largest id + 1), no gradient."""
+    if backend.is_floating(tensor.dtype):
+        raise TypeError(f"one_hot: class ids must be integers, got dtype {tensor.dtype}")
+    ids = tensor.data
+    if num_classes < 0:
+        num_classes = int(ids.max()) + 1 if ids.size else 0
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= num_classes):
+        raise IndexError(f"one_hot: class ids must lie in [0, {num_classes}), got {int(ids.min())}..{int(ids.max())}")
+    return Tensor._wrap((ids[..., None] == tensor.xp.arange(num_classes)).astype(backend.int64))
+
+
 def dropout_mask(xp, shape, p: float, dtype, device: str):
     """A {0, 1/(1−p)} mask drawn directly in the target dtype (no float64 detour) from the seeded generator."""
     draw_dtype = dtype if dtype != backend.float16 else backend.float32

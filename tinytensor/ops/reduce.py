@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, max, min, var, logsumexp (over all axes, one axis or several, keepdims or not).
+"""Reductions: sum, mean, max, min, var, std, norm, logsumexp (over all axes, one axis or several, keepdims or
+not), and the running sum `cumsum`.
 
 Backward of a reduction spreads the output gradient back over the reduced axes. `_expand_back` restores the
 reduced axes as size-1 axes so the gradient broadcasts against the input: the one helper every reduction uses.
@@ -6,10 +7,21 @@ reduced axes as size-1 axes so the gradient broadcasts against the input: the on
 from __future__ import annotations
 
 import builtins
+from typing import NamedTuple
 
+from tinytensor import backend
 from tinytensor.autograd import Function
 from tinytensor.ops._util import axis_arg, keepdims_arg
+from tinytensor.ops.elementwise import cast, maximum, minimum, sqrt
 from tinytensor.tensor import Tensor
+
+
+class ValuesIndices(NamedTuple):
+    """What max/min over one dim, sort and topk return, as PyTorch's `torch.return_types`: unpack it
+    (`values, indices = x.max(1)`) or read `.values` and `.indices`."""
+
+    values: Tensor
+    indices: Tensor
 
 
 def _normalize_axes(axis, ndim: int) -> tuple:
@@ -125,17 +137,51 @@ def mean(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Ten
     return _reduce(Mean, a, dim, keepdim, axis, keepdims)
 
 
-def max(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:  # noqa: A001
-    """Max values over `dim` (PyTorch's amax: values only; use `argmax` for indices)."""
+def amax(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:
+    """Max values over one axis, several or all; tied elements share the gradient equally (as PyTorch's amax)."""
     return _reduce(Extreme, a, dim, keepdim, axis, keepdims, largest=True)
 
 
-def min(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:  # noqa: A001
+def amin(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:
     return _reduce(Extreme, a, dim, keepdim, axis, keepdims, largest=False)
 
 
-def var(a: Tensor, dim=None, keepdim=False, *, correction=1, axis=None, keepdims=None) -> Tensor:
+def max(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001
+    """PyTorch's three `max`es: of everything (a 0-d tensor), over one dim ((values, indices)), or elementwise
+    against another tensor (`maximum`). Several dims give the values only, like `amax`."""
+    return _extreme(a, dim, keepdim, axis, keepdims, largest=True)
+
+
+def min(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None):  # noqa: A001
+    """PyTorch's three `min`es; see `max`."""
+    return _extreme(a, dim, keepdim, axis, keepdims, largest=False)
+
+
+def _extreme(a: Tensor, dim, keepdim, axis, keepdims, largest: bool):
+    if isinstance(dim, Tensor):
+        return maximum(a, dim) if largest else minimum(a, dim)
+    values = _reduce(Extreme, a, dim, keepdim, axis, keepdims, largest=largest)
+    chosen = axis_arg(dim, axis)
+    if chosen is None or isinstance(chosen, tuple):
+        return values
+    pick = argmax if largest else argmin
+    return ValuesIndices(values, pick(a, chosen, keepdims_arg(keepdim, keepdims)))
+
+
+def var(a: Tensor, dim=None, unbiased: bool = True, keepdim=False, *, correction=None, axis=None,
+        keepdims=None) -> Tensor:
+    """Variance with PyTorch's arguments: `correction` (1, Bessel's, by default; 0 = biased) or the older
+    `unbiased` flag, also accepted as the only argument (`x.var(False)`)."""
+    if isinstance(dim, bool):
+        dim, unbiased = None, dim
+    correction = (1 if unbiased else 0) if correction is None else correction
     return _reduce(Var, a, dim, keepdim, axis, keepdims, correction=correction)
+
+
+def std(a: Tensor, dim=None, unbiased: bool = True, keepdim=False, *, correction=None, axis=None,
+        keepdims=None) -> Tensor:
+    """Standard deviation, √var with `var`'s arguments."""
+    return sqrt(var(a, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
 
 
 def logsumexp(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:
@@ -143,7 +189,63 @@ def logsumexp(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -
 
 
 def argmax(a: Tensor, dim=None, keepdim=False) -> Tensor:
-    """Indices of the max (an int64 tensor, no gradient)."""
+    """Indices of the max (an int64 tensor, no gradient); the first one on ties, as PyTorch."""
     if dim is None:
         return Tensor._wrap(a.data.argmax())
     return Tensor._wrap(a.xp.argmax(a.data, axis=dim, keepdims=keepdim))
+
+
+def argmin(a: Tensor, dim=None, keepdim=False) -> Tensor:
+    if dim is None:
+        return Tensor._wrap(a.data.argmin())
+    return Tensor._wrap(a.xp.argmin(a.data, axis=dim, keepdims=keepdim))
+
+
+class Norm(Function):
+    """The p-norm (Σ|a|ᵖ)^(1/p) over axes. d/da = sign(a)·|a|^(p−1) / norm^(p−1), taken as 0 where the norm is 0
+    (PyTorch's subgradient there)."""
+
+    def forward(self, a, axes=(), keepdims=False, p=2.0):
+        xp = self.xp
+        magnitude = xp.abs(a)
+        out = xp.sqrt((a * a).sum(axis=axes, keepdims=True)) if p == 2 else \
+            (magnitude**p).sum(axis=axes, keepdims=True) ** (1 / p)
+        self.save_for_backward(a, out)
+        self.input_shape, self.axes, self.keepdims, self.p = a.shape, axes, keepdims, p
+        return out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+
+    def backward(self, grad):
+        xp = self.xp
+        a, norm = self.saved
+        p = self.p
+        safe_norm = xp.where(norm == 0, 1, norm)
+        slope = a / safe_norm if p == 2 else xp.sign(a) * (xp.abs(a) / safe_norm) ** (p - 1)
+        return _expand_back(grad, self.input_shape, self.axes, self.keepdims) * xp.where(norm == 0, 0, slope)
+
+
+def norm(a: Tensor, p=2.0, dim=None, keepdim=False) -> Tensor:
+    """torch.norm / Tensor.norm: the p-norm (p ≥ 1; 'fro' = 2) of everything or over `dim`, as a vector norm."""
+    p = 2.0 if p == "fro" else float(p)
+    if not 1 <= p < float("inf"):
+        raise ValueError(f"norm: p must be a finite number ≥ 1 (or 'fro'), got {p}")
+    return _reduce(Norm, a, dim, keepdim, None, None, p=p)
+
+
+class CumSum(Function):
+    """Running sum along one axis. Each input feeds every later output, so the gradient is the running sum of the
+    output gradient taken from the end: flip, cumsum, flip."""
+
+    def forward(self, a, axis=0):
+        self.axis = axis
+        return self.xp.cumsum(a, axis=axis)
+
+    def backward(self, grad):
+        xp = self.xp
+        return xp.flip(xp.cumsum(xp.flip(grad, self.axis), axis=self.axis), self.axis)
+
+
+def cumsum(a: Tensor, dim: int, *, dtype=None) -> Tensor:
+    """torch.cumsum along `dim`; integer and bool inputs sum in int64, as PyTorch."""
+    if dtype is None and not backend.is_floating(a.dtype):
+        dtype = backend.int64
+    return CumSum.apply(a if dtype is None else cast(a, dtype), axis=_normalize_axes(dim, a.ndim)[0])

@@ -260,3 +260,80 @@ def tril(a: Tensor, diagonal: int = 0) -> Tensor:
 
 def triu(a: Tensor, diagonal: int = 0) -> Tensor:
     return Triangle.apply(a, diagonal=diagonal, lower=False)
+
+
+# ---- views, rolls and repeats -------------------------------------------------------------------------------------
+def view(a: Tensor, *shape) -> Tensor:
+    """`reshape` that refuses to copy, as PyTorch's `view` does.
+
+    A view is possible when the array's strides allow it: always for a contiguous tensor; for a transposed or
+    sliced one only sometimes. Refusing (instead of silently copying) keeps code that runs here running on
+    PyTorch, and says where a copy happens: write `.reshape(...)` or `.contiguous().view(...)` there.
+    """
+    shape = shape_arg(shape)
+    array = a.data
+    if not array.flags.c_contiguous and array.size:
+        try:
+            viewed = array.reshape(shape)
+        except ValueError:
+            viewed = None  # a wrong shape: `reshape` below names it
+        if viewed is not None and not a.xp.may_share_memory(viewed, array):
+            raise RuntimeError(f"view: a tensor of shape {a.shape} whose strides {array.strides} do not fit shape "
+                               f"{shape} needs a copy; use .reshape(...) or .contiguous().view(...)")
+    return reshape(a, *shape)
+
+
+def contiguous(a: Tensor) -> Tensor:
+    """The tensor itself when its array is C-contiguous, else a differentiable C-ordered copy."""
+    return a if a.data.flags.c_contiguous else Contiguous.apply(a)
+
+
+class Contiguous(Function):
+    def forward(self, a):
+        return self.xp.ascontiguousarray(a)
+
+    def backward(self, grad):
+        return grad
+
+
+class Roll(Function):
+    """Shift elements along axes, wrapping around; backward shifts the gradient back."""
+
+    def forward(self, a, shifts=0, axes=None):
+        self.shifts, self.axes = shifts, axes
+        return self.xp.roll(a, shifts, axis=axes)
+
+    def backward(self, grad):
+        back = tuple(-s for s in self.shifts) if isinstance(self.shifts, tuple) else -self.shifts
+        return self.xp.roll(grad, back, axis=self.axes)
+
+
+def roll(a: Tensor, shifts, dims=None) -> Tensor:
+    """torch.roll: shift by `shifts` along `dims` (an int or a tuple of both); dims=None rolls the flattened tensor."""
+    shifts = tuple(shifts) if isinstance(shifts, (list, tuple)) else int(shifts)
+    dims = tuple(dims) if isinstance(dims, (list, tuple)) else dims
+    return Roll.apply(a, shifts=shifts, axes=dims)
+
+
+class Repeat(Function):
+    """Tile the tensor `sizes` times along each axis (torch.Tensor.repeat, NumPy's tile).
+
+    Backward folds the gradient [r0·s0, r1·s1, …] into [r0, s0, r1, s1, …] and sums the repeat axes r·.
+    """
+
+    def forward(self, a, sizes=()):
+        padded = (1,) * (len(sizes) - a.ndim) + a.shape
+        self.input_shape, self.split_shape = a.shape, [n for pair in zip(sizes, padded) for n in pair]
+        return self.xp.tile(a.reshape(padded), sizes)
+
+    def backward(self, grad):
+        repeat_axes = tuple(range(0, len(self.split_shape), 2))
+        return grad.reshape(self.split_shape).sum(axis=repeat_axes).reshape(self.input_shape)
+
+
+def repeat(a: Tensor, *sizes) -> Tensor:
+    sizes = shape_arg(sizes)
+    if len(sizes) < a.ndim:
+        raise ValueError(f"repeat: {len(sizes)} repeat counts for a tensor of {a.ndim} dimensions; give at least "
+                         f"one per dimension")
+    return Repeat.apply(a, sizes=sizes)

@@ -1,0 +1,98 @@
+"""In-place ops (`x.add_(y)`, `x += y`, `x.zero_()`, …) with PyTorch's rules, all through one door: `write`.
+
+Each in-place op is its out-of-place op plus a decision about where the result goes:
+
+- A leaf that requires grad (a parameter) cannot be changed in place while graphs are recorded: its `.grad`
+  would no longer describe it. Under `no_grad` (an optimizer step, re-initialisation) it can.
+- When the result belongs in a graph (the tensor, or the other operand, requires grad and grad mode is on), the
+  tensor takes the result's new array and its history, so its gradient flows through the op. Its old array is
+  left as it was: nodes that saved it still see the values they saw.
+- Otherwise the result is written into the tensor's own memory, so views and aliases (a `.detach()`, a
+  state-dict entry) see it, as in PyTorch; `autograd.note_in_place_write` then makes any graph that saved that
+  memory earlier refuse to run backward instead of computing a wrong gradient (PyTorch's version counter).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tinytensor import autograd, backend
+from tinytensor.ops._util import lift
+from tinytensor.ops.creation import rand, randn
+from tinytensor.ops.elementwise import add, cast, clamp, clone, div, masked_fill, mul, sub, to_device, where
+from tinytensor.ops.shape import expand
+from tinytensor.tensor import Tensor
+
+
+def write(target: Tensor, compute: Callable[[Tensor], Tensor], op: str) -> Tensor:
+    """Make `target` hold `compute(target)` in place, by the rules above; return `target`."""
+    recording = autograd.is_grad_enabled()
+    if recording and target.is_leaf and target.requires_grad:
+        raise RuntimeError(f"{op}: a leaf tensor that requires grad cannot be changed in place while gradients are "
+                           "recorded; wrap the update in tt.no_grad(), or work on a .clone()")
+    result = compute(target)
+    if result.shape != target.shape:
+        raise RuntimeError(f"{op}: the result has shape {result.shape}, but an in-place op must keep the tensor's "
+                           f"shape {target.shape}")
+    if recording and (target.requires_grad or result.requires_grad):
+        if not result.requires_grad:  # a constant replaces a tensor in a graph: its past gets zero gradient
+            result = where(True, result, target)
+        result = cast(result, target.dtype)
+        if not getattr(result.data.flags, "writeable", True):  # a broadcast view must not become the tensor's array
+            result = clone(result)
+        target.data, target._node, target._requires_grad = result.data, result._node, True
+        return target
+    target.data[...] = result.data
+    autograd.note_in_place_write(target.data)
+    return target
+
+
+def add_(target: Tensor, other, alpha=1) -> Tensor:
+    return write(target, lambda t: add(t, other if alpha == 1 else mul(other, alpha)), "add_")
+
+
+def sub_(target: Tensor, other, alpha=1) -> Tensor:
+    return write(target, lambda t: sub(t, other if alpha == 1 else mul(other, alpha)), "sub_")
+
+
+def mul_(target: Tensor, other) -> Tensor:
+    return write(target, lambda t: mul(t, other), "mul_")
+
+
+def div_(target: Tensor, other) -> Tensor:
+    return write(target, lambda t: div(t, other), "div_")
+
+
+def clamp_(target: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
+    return write(target, lambda t: clamp(t, min, max), "clamp_")
+
+
+def masked_fill_(target: Tensor, mask, value) -> Tensor:
+    return write(target, lambda t: masked_fill(t, mask, value), "masked_fill_")
+
+
+def fill_(target: Tensor, value) -> Tensor:
+    return write(target, lambda t: masked_fill(t, True, value), "fill_")
+
+
+def zero_(target: Tensor) -> Tensor:
+    return write(target, lambda t: masked_fill(t, True, 0), "zero_")
+
+
+def copy_(target: Tensor, source) -> Tensor:
+    """Copy `source`'s values in (broadcast to the tensor's shape, cast to its dtype, moved to its device)."""
+    source = lift(source)
+    if source.device != target.device:
+        source = to_device(source, target.device)
+    return write(target, lambda t: expand(source, *t.shape), "copy_")
+
+
+def normal_(target: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    return write(target, lambda t: randn(*t.shape, dtype=_float(t), device=t.device) * std + mean, "normal_")
+
+
+def uniform_(target: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
+    return write(target, lambda t: rand(*t.shape, dtype=_float(t), device=t.device) * (high - low) + low, "uniform_")
+
+
+def _float(t: Tensor):
+    return t.dtype if backend.is_floating(t.dtype) else backend.DEFAULT_FLOAT
