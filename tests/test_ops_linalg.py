@@ -48,3 +48,35 @@ def test_matmul_gradient_of_only_one_operand_leaves_the_other_alone():
     (a @ b).sum().backward()
     assert b.grad is None
     np.testing.assert_array_equal(a.grad.numpy(), np.full((2, 3), 8.0))
+
+
+# ---- einsum -------------------------------------------------------------------------------------------------------
+# equation: the letters of each operand (sizes are drawn per letter; "." stands for a drawn broadcast batch)
+EINSUM_EQUATIONS = ["ij,jk->ik", "bij,bjk->bik", "ij->ji", "ij->", "i,i->", "i,j->ij", "ij,j->i", "ijk->kj",
+                    "bhqd,bhkd->bhqk", "ij,jk", "ij,ij->ij", "...ij,...jk->...ik", "ij,jk,kl->il"]
+
+
+@pytest.mark.parametrize("equation", EINSUM_EQUATIONS)
+@op_settings
+@given(data=st.data())
+def test_einsum_matches_numpy_and_finite_differences(equation, device, data):
+    inputs = equation.split("->")[0].split(",")
+    sizes = {letter: data.draw(sides, label=letter) for letter in sorted(set("".join(inputs)) - {"."})}
+    batch = data.draw(broadcastable_shapes(len(inputs), max_dims=2, max_side=3), label="batch")
+    operands = [data.draw(arrays((*(batch[i] if "..." in s else ()), *(sizes[c] for c in s.replace("...", "")))),
+                          label=f"operand {i}") for i, s in enumerate(inputs)]
+    check_op(lambda *xs: tt.einsum(equation, *xs), lambda *xs: np.einsum(equation, *xs), *operands, device=device)
+
+
+def test_einsum_takes_a_list_of_operands_and_promotes_float32_to_float64():
+    a, b = tt.ones(2, 3), tt.ones(3, 4, dtype=tt.float64)
+    out = tt.einsum("ij,jk->ik", [a, b])
+    assert out.dtype == tt.float64 and out.shape == (2, 4)
+
+
+def test_einsum_refuses_the_gradient_of_a_diagonal_instead_of_guessing():
+    x = tt.ones(3, 3, dtype=tt.float64, requires_grad=True)
+    trace = tt.einsum("ii->", x)
+    assert trace.item() == 3.0
+    with pytest.raises(NotImplementedError, match="repeated subscript"):
+        trace.backward()

@@ -537,3 +537,31 @@ def test_embedding_gradient_is_the_same_by_one_hot_product_and_by_scatter(monkey
     expected[2] = 0
     np.testing.assert_allclose(by_product, expected, rtol=1e-12)
     np.testing.assert_allclose(by_scatter, expected, rtol=1e-12)
+
+
+# ---- normalize and one_hot ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+@op_settings
+@given(data=st.data())
+def test_normalize_matches_numpy_and_finite_differences(p, device, data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
+    x = data.draw(arrays(shape, away_from=(0.0,), margin=0.1), label="x")
+
+    def reference(x):
+        return x / np.maximum(np.sum(np.abs(x) ** p, axis=dim, keepdims=True) ** (1 / p), 1e-12)
+
+    check_op(lambda x: F.normalize(x, p, dim), reference, x, device=device)
+
+
+def test_normalize_leaves_a_zero_vector_at_zero():
+    out = F.normalize(tt.zeros(2, 3), dim=-1)
+    np.testing.assert_array_equal(out.numpy(), np.zeros((2, 3)))
+
+
+def test_one_hot_matches_pytorch_including_the_inferred_class_count():
+    ids = tt.tensor([[0, 2], [1, 2]])
+    assert F.one_hot(ids).tolist() == [[[1, 0, 0], [0, 0, 1]], [[0, 1, 0], [0, 0, 1]]]
+    assert F.one_hot(ids, num_classes=4).shape == (2, 2, 4) and F.one_hot(ids).dtype == tt.int64
+    with pytest.raises(IndexError, match=r"one_hot: class ids must lie in \[0, 2\)"):
+        F.one_hot(ids, 2)

@@ -1,9 +1,10 @@
-"""Reductions (tinytensor/ops/reduce.py): sum, mean, max, min, var, logsumexp over drawn axes, keepdims or not."""
+"""Reductions (tinytensor/ops/reduce.py): sum, mean, amax, amin, var, std, norm, logsumexp over drawn axes, keepdims
+or not; PyTorch's max/min over one dim ((values, indices)); cumsum."""
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import arrays, axes, check_op, distinct_arrays, op_settings, reduced_size, shapes, tensor
+from strategies import arrays, axes, axis, check_op, distinct_arrays, op_settings, reduced_size, shapes, tensor
 
 import tinytensor as tt
 
@@ -76,3 +77,78 @@ def test_reductions_accept_dim_lists_and_numpy_style_keywords():
 def test_reduction_over_an_axis_out_of_range_says_which_axis():
     with pytest.raises(IndexError, match="axis 3 is out of range for a tensor with 3 dimensions"):
         tensor(np.zeros((2, 3, 4))).sum(3)
+
+
+# ---- PyTorch's max/min, std, norm, cumsum ---------------------------------------------------------------------------
+@pytest.mark.parametrize("largest", [True, False])
+@op_settings
+@given(data=st.data())
+def test_max_and_min_over_one_dim_return_values_and_indices_like_pytorch(largest, device, data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    dim, keepdim = data.draw(axis(len(shape)), label="dim"), data.draw(st.booleans(), label="keepdim")
+    x = data.draw(distinct_arrays(shape), label="x")
+    op, reference, arg = (tt.max, np.max, np.argmax) if largest else (tt.min, np.min, np.argmin)
+    values, indices = op(tensor(x, device), dim, keepdim)
+    np.testing.assert_array_equal(indices.numpy(), arg(x, axis=dim, keepdims=keepdim))
+    assert indices.dtype == tt.int64
+    check_op(lambda x: op(x, dim, keepdim).values, lambda x: reference(x, axis=dim, keepdims=keepdim), x,
+             device=device)
+
+
+def test_max_of_everything_is_a_tensor_and_max_of_two_tensors_is_elementwise():
+    a, b = tt.tensor([[1.0, 5.0], [3.0, 2.0]]), tt.tensor([[2.0, 1.0], [1.0, 4.0]])
+    assert tt.max(a).item() == 5.0 and a.min().item() == 1.0
+    np.testing.assert_array_equal(tt.max(a, b).numpy(), [[2.0, 5.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(a.max(dim=(0, 1)).numpy(), 5.0)  # several dims: values only, as amax
+
+
+@op_settings
+@given(data=st.data())
+def test_std_matches_numpy_and_finite_differences_with_pytorch_defaults(device, data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3, min_side=2), label="shape")
+    dim, keepdim = data.draw(axes(len(shape)), label="dim"), data.draw(st.booleans(), label="keepdim")
+    x = data.draw(distinct_arrays(shape), label="x")  # distinct values: the std is never 0
+    check_op(lambda x: x.std(dim, keepdim=keepdim), lambda x: np.std(x, axis=dim, keepdims=keepdim, ddof=1), x,
+             device=device)
+
+
+def test_var_and_std_take_unbiased_positionally_or_correction_by_keyword():
+    values = np.array([[1.0, 2.0, 4.0], [0.0, 3.0, 9.0]])
+    x = tensor(values)
+    np.testing.assert_allclose(x.var().item(), values.var(ddof=1))
+    np.testing.assert_allclose(x.var(False).item(), values.var())
+    np.testing.assert_allclose(x.var(1, False).numpy(), values.var(axis=1))
+    np.testing.assert_allclose(x.std(1, True, True).numpy(), values.std(axis=1, ddof=1, keepdims=True))
+    np.testing.assert_allclose(tt.std(x, dim=0, correction=0).numpy(), values.std(axis=0))
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, "fro"])
+@op_settings
+@given(data=st.data())
+def test_norm_matches_numpy_and_finite_differences(p, device, data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    dim, keepdim = data.draw(axes(len(shape)), label="dim"), data.draw(st.booleans(), label="keepdim")
+    x = data.draw(arrays(shape, away_from=(0.0,), margin=0.1), label="x")
+    order = 2 if p == "fro" else p
+    check_op(lambda x: x.norm(p, dim, keepdim),
+             lambda x: np.sum(np.abs(x) ** order, axis=dim, keepdims=keepdim) ** (1 / order), x, device=device)
+
+
+def test_norm_of_zeros_has_a_zero_gradient_as_in_pytorch():
+    x = tt.zeros(3, dtype=tt.float64, requires_grad=True)
+    x.norm().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 0.0])
+
+
+@op_settings
+@given(data=st.data())
+def test_cumsum_matches_numpy_and_finite_differences(device, data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    dim = data.draw(axis(len(shape)), label="dim")
+    x = data.draw(arrays(shape), label="x")
+    check_op(lambda x: tt.cumsum(x, dim), lambda x: np.cumsum(x, axis=dim), x, device=device)
+
+
+def test_cumsum_of_integers_and_bools_counts_in_int64():
+    mask = tt.tensor([True, False, True, True])
+    assert mask.cumsum(0).tolist() == [1, 1, 2, 3] and mask.cumsum(0).dtype == tt.int64

@@ -286,3 +286,53 @@ def test_shape_helpers_accept_tuples_and_varargs_alike():
     assert x.permute((1, 0)).shape == x.permute(1, 0).shape == (3, 2)
     assert x.expand((4, 2, 3)).shape == x.expand(4, -1, -1).shape == (4, 2, 3)
     check_forward(lambda t: t.flatten(), lambda v: v.reshape(-1), np.arange(6.0).reshape(2, 3))
+
+
+# ---- view, contiguous, roll, repeat -------------------------------------------------------------------------------
+def test_view_of_a_transposed_tensor_raises_as_pytorch_and_contiguous_makes_it_viewable():
+    x = tensor(np.arange(24.0).reshape(2, 3, 4), dtype=tt.float64, requires_grad=True)
+    swapped = x.transpose(0, 1)
+    assert not swapped.is_contiguous()
+    with pytest.raises(RuntimeError, match=r"view: .* use .reshape\(...\) or .contiguous\(\).view\(...\)"):
+        swapped.view(6, 4)
+    merged = swapped.contiguous().view(6, 4)
+    np.testing.assert_array_equal(merged.numpy(), np.arange(24.0).reshape(2, 3, 4).transpose(1, 0, 2).reshape(6, 4))
+    np.testing.assert_array_equal(swapped.reshape(6, 4).numpy(), merged.numpy())
+    assert x.contiguous() is x
+    assert tt.gradcheck(lambda x: x.transpose(0, 1).contiguous().view(6, 4), [x])
+
+
+def test_view_of_a_non_contiguous_tensor_succeeds_where_the_strides_allow_it():
+    x = tensor(np.arange(24.0).reshape(4, 6))[:, :4]  # rows are strided, but each row can still be split
+    np.testing.assert_array_equal(x.view(4, 2, 2).numpy(), np.arange(24.0).reshape(4, 6)[:, :4].reshape(4, 2, 2))
+
+
+@op_settings
+@given(data=st.data())
+def test_roll_matches_numpy_and_finite_differences(device, data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    if data.draw(st.booleans(), label="flat"):
+        shifts, dims = data.draw(st.integers(-5, 5), label="shifts"), None
+    else:
+        dims = tuple(data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape),
+                                        unique=True), label="dims"))
+        shifts = tuple(data.draw(st.lists(st.integers(-5, 5), min_size=len(dims), max_size=len(dims)),
+                                 label="shifts"))
+    x = data.draw(arrays(shape), label="x")
+    check_op(lambda x: tt.roll(x, shifts, dims), lambda x: np.roll(x, shifts, axis=dims), x, device=device)
+
+
+@op_settings
+@given(data=st.data())
+def test_repeat_matches_numpy_tile_and_finite_differences(device, data):
+    shape = data.draw(shapes(max_dims=3, max_side=3), label="shape")
+    extra = data.draw(st.integers(0, 2), label="extra dims")
+    sizes = tuple(data.draw(st.lists(st.integers(1, 3), min_size=len(shape) + extra,
+                                     max_size=len(shape) + extra), label="sizes"))
+    x = data.draw(arrays(shape), label="x")
+    check_op(lambda x: x.repeat(*sizes), lambda x: np.tile(x, sizes), x, device=device)
+
+
+def test_repeat_with_fewer_counts_than_dimensions_says_so():
+    with pytest.raises(ValueError, match="repeat: 1 repeat counts for a tensor of 2 dimensions"):
+        tt.ones(2, 3).repeat(2)
