@@ -339,3 +339,63 @@ def test_leaf_gradients_never_share_memory_with_each_other_or_the_caller():
     x.grad.data *= 10  # an in-place edit of one gradient (as a user might do) must not leak anywhere else
     np.testing.assert_array_equal(y.grad.numpy(), [1.0, 1.0])
     np.testing.assert_array_equal(upstream.numpy(), [1.0, 1.0])
+
+
+# ---- PyTorch's grad-mode decorators and gradient hooks ---------------------------------------------------------------
+def test_no_grad_works_as_a_bare_decorator_a_called_decorator_and_a_context():
+    @tt.no_grad
+    def bare():
+        return tt.is_grad_enabled()
+
+    @tt.no_grad()
+    def called():
+        return tt.is_grad_enabled()
+
+    with tt.no_grad():
+        inside = tt.is_grad_enabled()
+    assert (bare(), called(), inside, tt.is_grad_enabled()) == (False, False, False, True)
+    assert bare.__name__ == "bare"
+
+
+def test_inference_mode_records_no_graph_and_inference_mode_false_records_again():
+    x = tt.ones(2, requires_grad=True)
+
+    @tt.inference_mode
+    def bare():
+        return x * 2
+
+    with tt.inference_mode():
+        assert not (x * 2).requires_grad
+        with tt.inference_mode(False):
+            assert (x * 2).requires_grad
+    assert not bare().requires_grad and (x * 2).requires_grad
+
+
+def test_a_hook_on_a_non_leaf_sees_and_can_replace_its_gradient():
+    x = tt.tensor([1.0, 2.0], dtype=tt.float64, requires_grad=True)
+    hidden = x * 3
+    seen = []
+    handle = hidden.register_hook(lambda grad: seen.append(grad.tolist()) or grad * 10)
+    (hidden * hidden).sum().backward()
+    assert seen == [[6.0, 12.0]] and x.grad.tolist() == [180.0, 360.0]
+    handle.remove()
+    x.grad = None
+    (x * 3).sum().backward()
+    assert seen == [[6.0, 12.0]]
+
+
+def test_a_hook_on_a_leaf_sees_the_total_gradient_once_before_it_is_accumulated():
+    weight = tt.tensor([1.0, 2.0], dtype=tt.float64, requires_grad=True)
+    seen = []
+    weight.register_hook(lambda grad: seen.append(grad.tolist()))
+    (weight * 2 + weight * weight).sum().backward()
+    assert seen == [[4.0, 6.0]] and weight.grad.tolist() == [4.0, 6.0]
+    weight.register_hook(lambda grad: grad.clamp(max=5.0))  # gradient clipping per tensor, a common use
+    weight.grad = None
+    (weight * weight * weight).sum().backward()
+    assert weight.grad.tolist() == [3.0, 5.0]
+
+
+def test_a_hook_on_a_tensor_that_does_not_require_grad_is_refused():
+    with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that does not require grad"):
+        tt.ones(2).register_hook(print)

@@ -188,6 +188,8 @@ class Function:
                 f"backward through {type(self).__name__} a second time: its saved arrays were freed by the first "
                 "backward; pass retain_graph=True to the first backward() if you need to go through it twice"
             )
+        if self.recorded_at != _write_epoch:  # an in-place write happened since: were our saved arrays hit?
+            _check_saved_unmodified(self)
         grads = self.backward(grad)
         if not isinstance(grads, tuple):
             grads = (grads,)
