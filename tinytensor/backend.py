@@ -85,6 +85,19 @@ def normalize_device(device: str) -> str:
     return name
 
 
+class device(str):  # noqa: N801 - PyTorch's name
+    """torch.device: a device name that is also the plain string ('cpu' or 'cuda') tinytensor uses everywhere, so
+    `x.to(device)` and `x.device == device` work; `.type` gives the name. One GPU per process: the index is
+    dropped."""
+
+    def __new__(cls, type: str, index: int | None = None) -> device:  # noqa: A002 - PyTorch's argument name
+        return super().__new__(cls, normalize_device(type))
+
+    @property
+    def type(self) -> str:
+        return str(self)
+
+
 def require_device(device: str) -> str:
     """Check up front that `device` can be used (for command lines): 'cuda' needs CuPy and a visible GPU."""
     device = normalize_device(device)

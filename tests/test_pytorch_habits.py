@@ -1,0 +1,568 @@
+"""PyTorch habits carry over: small programs in everyday PyTorch style, run on `import tinytensor as torch`.
+
+Each test is a program a PyTorch user would write without reading our docs: the lecture-style bigram model and
+GPT (karpathy's ng-video-lecture), a nanoGPT-style model with weight tying and AdamW parameter groups,
+micrograd's scalar checks, a classic MLP classifier, and a page of everyday idioms. Only the import lines say
+`tinytensor`. What differs from PyTorch, and why, is in docs/pytorch.md.
+"""
+import inspect
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import tinytensor as torch
+import tinytensor.nn as nn
+from tinytensor.nn import functional as F
+
+TEXT = ("From fairest creatures we desire increase,\nThat thereby beauty's rose might never die,\n"
+        "But as the riper should by time decease,\nHis tender heir might bear his memory:\n") * 4
+
+
+# ---- the lecture's bigram model -------------------------------------------------------------------------------------
+def test_lecture_bigram_model_trains_evaluates_and_generates():
+    batch_size, block_size, eval_iters = 8, 8, 4
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    torch.manual_seed(1337)
+    chars = sorted(list(set(TEXT)))
+    vocab_size = len(chars)
+    stoi = {ch: i for i, ch in enumerate(chars)}
+    itos = {i: ch for i, ch in enumerate(chars)}
+    data = torch.tensor([stoi[c] for c in TEXT], dtype=torch.long)
+    n = int(0.9 * len(data))
+    train_data, val_data = data[:n], data[n:]
+
+    def get_batch(split):
+        data = train_data if split == 'train' else val_data
+        ix = torch.randint(len(data) - block_size, (batch_size,))
+        x = torch.stack([data[i:i + block_size] for i in ix])  # a 0-d tensor as a slice bound
+        y = torch.stack([data[i + 1:i + block_size + 1] for i in ix])
+        return x.to(device), y.to(device)
+
+    class BigramLanguageModel(nn.Module):
+        def __init__(self, vocab_size):
+            super().__init__()
+            self.token_embedding_table = nn.Embedding(vocab_size, vocab_size)
+
+        def forward(self, idx, targets=None):
+            logits = self.token_embedding_table(idx)
+            if targets is None:
+                return logits, None
+            B, T, C = logits.shape
+            return logits, F.cross_entropy(logits.view(B * T, C), targets.view(B * T))
+
+        def generate(self, idx, max_new_tokens):
+            for _ in range(max_new_tokens):
+                logits, loss = self(idx)
+                probs = F.softmax(logits[:, -1, :], dim=-1)
+                idx = torch.cat((idx, torch.multinomial(probs, num_samples=1)), dim=1)
+            return idx
+
+    model = BigramLanguageModel(vocab_size)
+    m = model.to(device)
+
+    @torch.no_grad()
+    def estimate_loss():
+        out = {}
+        model.eval()
+        for split in ['train', 'val']:
+            losses = torch.zeros(eval_iters)
+            for k in range(eval_iters):
+                X, Y = get_batch(split)
+                logits, loss = model(X, Y)
+                losses[k] = loss.item()
+            out[split] = losses.mean()
+        model.train()
+        return out
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before = estimate_loss()
+    for _ in range(100):
+        xb, yb = get_batch('train')
+        logits, loss = model(xb, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    after = estimate_loss()
+    report = f"train loss {after['train']:.4f}, val loss {after['val']:.4f}"
+    assert report.startswith("train loss ") and len(report.split()[2]) == 7  # 0-d tensors format like floats
+    assert after['train'] < before['train'] - 0.3
+    context = torch.zeros((1, 1), dtype=torch.long, device=device)
+    sample = ''.join(itos[i] for i in m.generate(context, max_new_tokens=20)[0].tolist())
+    assert len(sample) == 21
+
+
+# ---- the lecture's GPT ----------------------------------------------------------------------------------------------
+def test_lecture_gpt_with_heads_masked_fill_and_sequential_trains_and_generates():
+    torch.manual_seed(0)
+    vocab_size, block_size, n_embd, n_head, dropout = 12, 8, 16, 2, 0.1
+
+    class Head(nn.Module):
+        def __init__(self, head_size):
+            super().__init__()
+            self.key = nn.Linear(n_embd, head_size, bias=False)
+            self.query = nn.Linear(n_embd, head_size, bias=False)
+            self.value = nn.Linear(n_embd, head_size, bias=False)
+            self.register_buffer('tril', torch.tril(torch.ones(block_size, block_size)))
+            self.dropout = nn.Dropout(dropout)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            k, q = self.key(x), self.query(x)
+            wei = q @ k.transpose(-2, -1) * C**-0.5
+            wei = wei.masked_fill(self.tril[:T, :T] == 0, float('-inf'))
+            wei = self.dropout(F.softmax(wei, dim=-1))
+            return wei @ self.value(x)
+
+    class MultiHeadAttention(nn.Module):
+        def __init__(self, num_heads, head_size):
+            super().__init__()
+            self.heads = nn.ModuleList([Head(head_size) for _ in range(num_heads)])
+            self.proj = nn.Linear(n_embd, n_embd)
+            self.dropout = nn.Dropout(dropout)
+
+        def forward(self, x):
+            return self.dropout(self.proj(torch.cat([h(x) for h in self.heads], dim=-1)))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.sa = MultiHeadAttention(n_head, n_embd // n_head)
+            self.ffwd = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.ReLU(), nn.Linear(4 * n_embd, n_embd),
+                                      nn.Dropout(dropout))
+            self.ln1, self.ln2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
+
+        def forward(self, x):
+            x = x + self.sa(self.ln1(x))
+            return x + self.ffwd(self.ln2(x))
+
+    class GPTLanguageModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token_embedding_table = nn.Embedding(vocab_size, n_embd)
+            self.position_embedding_table = nn.Embedding(block_size, n_embd)
+            self.blocks = nn.Sequential(*[Block() for _ in range(2)])
+            self.ln_f = nn.LayerNorm(n_embd)
+            self.lm_head = nn.Linear(n_embd, vocab_size)
+
+        def forward(self, idx, targets=None):
+            B, T = idx.shape
+            x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T))
+            logits = self.lm_head(self.ln_f(self.blocks(x)))
+            if targets is None:
+                return logits, None
+            B, T, C = logits.shape
+            return logits, F.cross_entropy(logits.view(B * T, C), targets.view(B * T))
+
+        def generate(self, idx, max_new_tokens):
+            for _ in range(max_new_tokens):
+                logits, _ = self(idx[:, -block_size:])
+                probs = F.softmax(logits[:, -1, :], dim=-1)
+                idx = torch.cat((idx, torch.multinomial(probs, num_samples=1)), dim=1)
+            return idx
+
+    model = GPTLanguageModel()
+    assert sum(p.numel() for p in model.parameters()) / 1e6 < 0.01
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    pattern = torch.tensor([0, 1, 2] * 3)  # a sequence the model can learn: 0 1 2 0 1 2 ...
+    xb, yb = pattern[:-1].repeat(4, 1), pattern[1:].repeat(4, 1)
+    losses = []
+    for _ in range(60):
+        _, loss = model(xb, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 3
+    model.eval()
+    out = model.generate(torch.zeros((1, 1), dtype=torch.long), max_new_tokens=12)
+    assert out.shape == (1, 13) and out[0, 1:4].tolist() == [1, 2, 0]
+
+
+# ---- a nanoGPT-style model -----------------------------------------------------------------------------------------
+@dataclass
+class GPTConfig:
+    block_size: int = 8
+    vocab_size: int = 16
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 8
+    dropout: float = 0.0
+    bias: bool = True
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, ndim, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, input):
+        return F.layer_norm(input, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, flash=True):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+        self.flash = flash and hasattr(torch.nn.functional, 'scaled_dot_product_attention')
+        if not self.flash:
+            self.register_buffer("bias", torch.tril(torch.ones(config.block_size, config.block_size))
+                                 .view(1, 1, config.block_size, config.block_size))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if self.flash:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None,
+                                               dropout_p=self.dropout if self.training else 0, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))
+            att = self.attn_dropout(F.softmax(att, dim=-1))
+            y = att @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class Block(nn.Module):
+    def __init__(self, config, flash=True):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, flash)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias), nn.GELU(),
+                                 nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias),
+                                 nn.Dropout(config.dropout))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config, flash=True):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config, flash) for _ in range(config.n_layer)]),
+            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        for pn, p in self.named_parameters():
+            if pn.endswith('2.weight'):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx, targets=None):
+        b, t = idx.size()
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        if targets is not None:
+            logits = self.lm_head(x)
+            return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        return self.lm_head(x[:, [-1], :]), None
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas):
+        param_dict = {pn: p for pn, p in self.named_parameters() if p.requires_grad}
+        decay_params = [p for n, p in param_dict.items() if p.dim() >= 2]
+        nodecay_params = [p for n, p in param_dict.items() if p.dim() < 2]
+        optim_groups = [{'params': decay_params, 'weight_decay': weight_decay},
+                        {'params': nodecay_params, 'weight_decay': 0.0}]
+        extra_args = dict(fused=True) if 'fused' in inspect.signature(torch.optim.AdamW).parameters else dict()
+        return torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        for _ in range(max_new_tokens):
+            idx_cond = idx if idx.size(1) <= self.config.block_size else idx[:, -self.config.block_size:]
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :] / temperature
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float('Inf')
+            probs = F.softmax(logits, dim=-1)
+            idx_next = torch.multinomial(probs, num_samples=1)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx
+
+
+def test_nanogpt_style_model_ties_weights_groups_adamw_and_generates_with_top_k(tmp_path):
+    torch.manual_seed(0)
+    config = GPTConfig()
+    model = GPT(config)
+    assert model.transformer.wte.weight is model.lm_head.weight
+    assert len(list(model.parameters())) == len({id(p) for p in model.parameters()})
+    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95))
+    assert [g['weight_decay'] for g in optimizer.param_groups] == [0.1, 0.0]
+    x = torch.randint(0, config.vocab_size, (4, config.block_size))
+    y = torch.roll(x, -1, dims=1)
+    y[:, -1] = -1  # ignored target
+    losses = []
+    for _ in range(30):
+        _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
+    model.eval()
+    out = model.generate(x[:1, :3], max_new_tokens=10, temperature=0.8, top_k=3)
+    assert out.shape == (1, 13) and not out.requires_grad
+
+    torch.save(model.state_dict(), tmp_path / "ckpt.safetensors")
+    restored = GPT(config)
+    restored.load_state_dict(torch.load(tmp_path / "ckpt.safetensors", map_location='cpu'))
+    restored.eval()
+    np.testing.assert_array_equal(restored(x)[0].numpy(), model(x)[0].numpy())
+
+
+def test_nanogpt_manual_attention_path_equals_the_fused_one_in_float64():
+    torch.manual_seed(1)
+    fused = GPT(GPTConfig(), flash=True).double()
+    manual = GPT(GPTConfig(), flash=False).double()
+    state = fused.state_dict()
+    missing, unexpected = manual.load_state_dict(state, strict=False)
+    assert unexpected == [] and all(name.endswith("attn.bias") for name in missing)
+    x = torch.randint(16, (2, 8))
+    np.testing.assert_allclose(manual(x, x)[1].item(), fused(x, x)[1].item(), rtol=1e-13)
+
+
+def test_nanogpt_pretrained_weight_copy_pattern_writes_through_the_state_dict():
+    model = GPT(GPTConfig())
+    sd = model.state_dict()
+    conv1d_weight = torch.randn(8, 24)  # GPT-2 checkpoints store c_attn transposed
+    with torch.no_grad():
+        sd['transformer.h.0.attn.c_attn.weight'].copy_(conv1d_weight.t())
+        sd['lm_head.weight'].copy_(torch.zeros(16, 8))
+    np.testing.assert_array_equal(model.transformer.h[0].attn.c_attn.weight.numpy(), conv1d_weight.numpy().T)
+    assert model.transformer.wte.weight.abs().sum().item() == 0  # tied, so written once for both
+
+
+# ---- micrograd's scalar checks (its test_engine.py, with micrograd's own results written in) -------------------------
+def test_micrograd_sanity_check():
+    x = torch.Tensor([-4.0]).double()
+    x.requires_grad = True
+    z = 2 * x + 2 + x
+    q = z.relu() + z * x
+    h = (z * z).relu()
+    y = h + q + q * x
+    y.backward()
+    assert y.data.item() == -20.0 and x.grad.item() == 46.0
+
+
+def test_micrograd_more_ops():
+    a = torch.Tensor([-4.0]).double()
+    b = torch.Tensor([2.0]).double()
+    a.requires_grad = True
+    b.requires_grad = True
+    c = a + b
+    d = a * b + b**3
+    c = c + c + 1
+    c = c + 1 + c + (-a)
+    d = d + d * 2 + (b + a).relu()
+    d = d + 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g = g + 10.0 / f
+    g.backward()
+    tol = 1e-6
+    assert abs(24.70408163265306 - g.data.item()) < tol
+    assert abs(138.83381924198252 - a.grad.item()) < tol
+    assert abs(645.5772594752186 - b.grad.item()) < tol
+
+
+@pytest.mark.parametrize("name", ["tanh", "exp"])
+def test_micrograd_unary_tensor_functions(name):
+    for value in [-1.0, 0.123, 2.0]:
+        xt = torch.Tensor([value]).double()
+        xt.requires_grad = True
+        yt = getattr(torch.Tensor, name)(xt)
+        yt.backward()
+        expected = math.tanh(value) if name == "tanh" else math.exp(value)
+        slope = 1 - expected**2 if name == "tanh" else expected
+        assert abs(yt.data.item() - expected) < 1e-6 and abs(xt.grad.item() - slope) < 1e-6  # via float32, as torch
+
+
+# ---- a classic MLP classifier ---------------------------------------------------------------------------------------
+def test_mlp_classifier_in_tutorial_style_learns_two_blobs():
+    torch.manual_seed(0)
+    features = torch.cat([torch.randn(64, 2) + 2, torch.randn(64, 2) - 2])
+    labels = torch.cat([torch.zeros(64, dtype=torch.long), torch.ones(64, dtype=torch.long)])
+    model = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Identity(), nn.Linear(16, 2))
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity='tanh')
+            nn.init.zeros_(layer.bias)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _epoch in range(3):
+        permutation = torch.randperm(len(features))
+        for start in range(0, len(features), 32):
+            batch = permutation[start:start + 32]
+            outputs = model(features[batch])
+            loss = criterion(outputs, labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        _, predicted = torch.max(model(features), 1)
+        accuracy = (predicted == labels).sum().item() / labels.size(0)
+    assert accuracy > 0.95 and f"{loss:.3f}" == f"{loss.item():.3f}"
+
+
+def test_manual_sgd_with_mse_one_hot_targets_and_grad_zeroing():
+    torch.manual_seed(0)
+    inputs = torch.randn(32, 4)
+    targets = F.one_hot(torch.randint(0, 3, (32,)), num_classes=3).float()
+    weight = torch.empty(4, 3)
+    nn.init.xavier_uniform_(weight)
+    weight.requires_grad_()
+    bias = torch.zeros(3, requires_grad=True)
+    criterion = nn.MSELoss()
+    first = None
+    for _ in range(50):
+        loss = criterion(inputs @ weight + bias, targets)
+        first = first if first is not None else loss.item()
+        loss.backward()
+        with torch.no_grad():
+            weight -= 0.1 * weight.grad
+            bias -= 0.1 * bias.grad
+            weight.grad.zero_()
+            bias.grad.zero_()
+    assert loss.item() < first
+    assert weight.t().shape == (3, 4) and weight.is_leaf and bias.is_leaf
+
+
+# ---- everyday idioms ------------------------------------------------------------------------------------------------
+def test_device_and_dtype_idioms_carry_over():
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    assert torch.ones(2).to(device).device == device.type and torch.cuda.device_count() >= 0
+    assert torch.device('cuda:0') == 'cuda' and torch.zeros(1, device=torch.device('cpu')).device == 'cpu'
+    torch.manual_seed(1337)
+    torch.cuda.manual_seed(1337)
+    torch.cuda.manual_seed_all(1337)
+    assert (torch.long, torch.float, torch.double, torch.half, torch.int, torch.bool) == \
+           (torch.int64, torch.float32, torch.float64, torch.float16, torch.int32, torch.bool_)
+    ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}['bfloat16']
+    with pytest.raises(TypeError, match="bfloat16 is not supported"):
+        torch.ones(2).to(ptdtype)
+    assert torch.ones(2, dtype=torch.half).dtype == torch.float16 and torch.tensor([1, 2]).float().dtype == torch.float
+
+
+def test_cuda_manual_seed_leaves_the_cpu_stream_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3).tolist()
+    torch.manual_seed(0)
+    torch.cuda.manual_seed_all(123)
+    assert torch.rand(3).tolist() == expected
+
+
+def test_creation_and_random_idioms():
+    torch.manual_seed(0)
+    assert torch.randint(10, (3, 2)).shape == (3, 2) and torch.randint(5, 10, (4,)).min().item() >= 5
+    assert sorted(torch.randperm(6).tolist()) == list(range(6))
+    assert torch.empty(2, 3).shape == (2, 3) and torch.empty((4,), dtype=torch.long).dtype == torch.int64
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    distinct = torch.multinomial(probs, 4, replacement=False)
+    assert sorted(distinct.tolist()) == [0, 1, 2, 3]
+    assert torch.multinomial(probs, 10, replacement=True).shape == (10,)
+    array = np.arange(6.0).reshape(2, 3)
+    shared = torch.from_numpy(array)
+    shared[0, 0] = 100.0
+    assert array[0, 0] == 100.0 and shared.dtype == torch.float64
+    weight = torch.empty(256, 64)
+    nn.init.trunc_normal_(weight, std=0.02)
+    assert weight.abs().max().item() <= 2.0 and abs(weight.std().item() - 0.02) < 0.005
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    nn.init.xavier_normal_(weight)
+
+
+def test_tensor_idioms_index_format_iterate_transpose():
+    steps = torch.tensor(3)
+    assert list(range(steps)) == [0, 1, 2] and [10, 20, 30, 40][steps] == 40
+    assert f"{torch.tensor(2.0):.2f}" == "2.00" and f"{torch.tensor(7)}" == "7"
+    rows = [row.sum().item() for row in torch.arange(6).view(2, 3)]
+    assert rows == [3, 12]
+    matrix = torch.arange(6.0).view(2, 3)
+    assert matrix.t().shape == (3, 2) and matrix.T.shape == (3, 2) and torch.arange(3).t().shape == (3,)
+    with pytest.raises(RuntimeError, match="view"):
+        matrix.t().view(6)  # PyTorch refuses this view too
+    assert matrix.t().reshape(6).tolist() == [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    assert matrix.t().contiguous().view(6).tolist() == [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+
+
+def test_sampling_idioms_top_p_with_sort_and_cumsum():
+    logits = torch.tensor([[2.0, 1.0, 0.1, -1.0, 3.0]])
+    sorted_logits, sorted_indices = torch.sort(logits, descending=True)
+    cumulative_probs = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
+    keep = cumulative_probs - F.softmax(sorted_logits, dim=-1) < 0.9
+    kept_ids = sorted_indices[keep]
+    assert kept_ids.tolist() == [4, 0, 1] and torch.argsort(logits, dim=-1)[0, -1].item() == 4
+
+
+def test_math_idioms_einsum_std_var_repeat_roll_normalize():
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 3, 4, dtype=torch.double), torch.randn(2, 5, 4, dtype=torch.double)
+    np.testing.assert_allclose(torch.einsum('bqd,bkd->bqk', q, k).numpy(), (q @ k.transpose(1, 2)).numpy(),
+                               rtol=1e-13)
+    x = torch.randn(4, 6, dtype=torch.double)
+    np.testing.assert_allclose(x.std(dim=1).numpy(), x.numpy().std(axis=1, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(x.var(dim=1, unbiased=False).numpy(), x.numpy().var(axis=1), rtol=1e-12)
+    assert x.repeat(2, 1).shape == (8, 6) and torch.roll(torch.arange(4), 1).tolist() == [3, 0, 1, 2]
+    embeddings = F.normalize(torch.randn(3, 8), dim=-1)
+    cosine = embeddings @ embeddings.t()
+    np.testing.assert_allclose(np.diag(cosine.numpy()), np.ones(3), rtol=1e-6)
+
+
+def test_parameter_list_hooks_and_inference_mode():
+    class Mixture(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weights = nn.ParameterList([nn.Parameter(torch.ones(2)) for _ in range(3)])
+
+        def forward(self, x):
+            for w in self.weights:
+                x = x * w
+            return x.sum()
+
+    model = Mixture()
+    assert len(list(model.parameters())) == 3 and list(model.state_dict()) == ["weights.0", "weights.1", "weights.2"]
+    model.weights[0].register_hook(lambda grad: grad * 0)  # freeze one factor through its gradient
+    model(torch.tensor([1.0, 2.0])).backward()
+    assert model.weights[0].grad.tolist() == [0.0, 0.0] and model.weights[1].grad.tolist() == [1.0, 2.0]
+    with torch.inference_mode():
+        assert not model(torch.ones(2)).requires_grad
+
+
+def test_save_and_load_a_tensor_and_refuse_what_would_need_pickle(tmp_path):
+    path = tmp_path / "x.safetensors"
+    torch.save(torch.arange(4), path)
+    assert torch.load(path).tolist() == [0, 1, 2, 3]
+    with pytest.raises(TypeError, match="never pickle"):
+        torch.save({"model": {}, "iter_num": 3}, tmp_path / "checkpoint.pt")
