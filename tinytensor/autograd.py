@@ -140,7 +140,7 @@ class Function:
     xp = None  # the array module of this call's inputs
     saved: tuple = ()
     needs_input_grad: tuple = ()
-    output_hooks: tuple | list = ()  # Tensor.register_hook on this node's output
+    _hooks: tuple | list = ()  # Tensor.register_hook on this node's output
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -261,10 +261,10 @@ def add_hook(tensor, hook) -> RemovableHandle:
     if not tensor.requires_grad:
         raise RuntimeError("cannot register a hook on a tensor that does not require grad")
     owner = tensor._node if tensor._node is not None else tensor
-    if not getattr(owner, "output_hooks", None):
-        owner.output_hooks = []
-    owner.output_hooks.append(hook)
-    return RemovableHandle(owner.output_hooks, hook)
+    if not getattr(owner, "_hooks", None):
+        owner._hooks = []
+    owner._hooks.append(hook)
+    return RemovableHandle(owner._hooks, hook)
 
 
 def _run_hooks(hooks, grad):
@@ -331,12 +331,12 @@ def run_backward(tensor, grad, retain_graph: bool = False) -> None:
     """Propagate `grad` (an array shaped like `tensor`) to every leaf that requires grad."""
     handed_out = {id(grad)}  # the caller's gradient array is never adopted as a .grad
     if tensor._node is None:
-        _accumulate_leaf(tensor, _run_hooks(getattr(tensor, "output_hooks", ()), grad), handed_out)
+        _accumulate_leaf(tensor, _run_hooks(getattr(tensor, "_hooks", ()), grad), handed_out)
         return
     pending = {id(tensor._node): grad}
     hooked_leaves: dict[int, list] = {}  # leaves with hooks get their total gradient at the end
     for node in _topological_order(tensor._node):
-        node_grad = _run_hooks(node.output_hooks, pending.pop(id(node)))
+        node_grad = _run_hooks(node._hooks, pending.pop(id(node)))
         _set_retained_grad(node, node_grad, handed_out)
         input_grads = node._run_backward(node_grad, retain_graph)
         for step, shape, input_grad in zip(node.next_steps, node.input_shapes, input_grads):
@@ -348,13 +348,13 @@ def run_backward(tensor, grad, retain_graph: bool = False) -> None:
             if isinstance(step, Function):
                 key = id(step)
                 pending[key] = pending[key] + input_grad if key in pending else input_grad
-            elif getattr(step, "output_hooks", None):
+            elif getattr(step, "_hooks", None):
                 total = hooked_leaves.setdefault(id(step), [step, None])
                 total[1] = input_grad if total[1] is None else total[1] + input_grad
             else:
                 _accumulate_leaf(step, input_grad, handed_out)
     for leaf, total in hooked_leaves.values():
-        _accumulate_leaf(leaf, _run_hooks(leaf.output_hooks, total), handed_out)
+        _accumulate_leaf(leaf, _run_hooks(leaf._hooks, total), handed_out)
 
 
 def _set_retained_grad(node, grad, handed_out: set) -> None:

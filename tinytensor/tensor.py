@@ -22,7 +22,7 @@ _NUMBER_KINDS = "biufc"  # NumPy dtype kinds of bools, ints, unsigned ints, floa
 class Tensor:
     """An n-dimensional array that can record the ops applied to it and differentiate through them."""
 
-    __slots__ = ("data", "grad", "_requires_grad", "_node", "output_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "_requires_grad", "_node", "_hooks", "__weakref__")
     __array_priority__ = 1000  # make `ndarray * Tensor` call Tensor.__rmul__
 
     def __init__(self, data: Any, dtype=None, device: str | None = None, requires_grad: bool = False):
