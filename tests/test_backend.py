@@ -145,6 +145,24 @@ def test_multinomial_draws_only_classes_with_probability():
     assert (ids[0] == 1).all() and set(ids[1]) == {0, 2}
 
 
+def test_multinomial_without_replacement_draws_each_class_at_most_once_and_follows_the_weights(device):
+    probs = tt.tensor([[0.0, 0.7, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]]).to(device)
+    ids = tt.multinomial(probs, 3).numpy()  # replacement=False, PyTorch's default
+    assert ids.shape == (2, 3) and sorted(ids[0]) == [1, 2, 3] and len(set(ids[1])) == 3
+    firsts = tt.multinomial(tt.tensor([0.0, 0.7, 0.2, 0.1]).to(device).expand(4000, 4), 2)[:, 0].numpy()
+    assert abs((firsts == 1).mean() - 0.7) < 0.03
+    with pytest.raises(RuntimeError, match="without replacement"):
+        tt.multinomial(probs, 4)
+
+
+def test_random_creation_follows_pytorchs_signatures_on_every_device(device):
+    assert tt.randint(10, (2, 3), device=device).device == device
+    assert tt.randint(3, 5, (4,), device=device).numpy().min() >= 3
+    assert sorted(tt.randperm(5, device=device).numpy().tolist()) == [0, 1, 2, 3, 4]
+    assert tt.empty(2, 3, device=device).shape == (2, 3)
+    assert tt.zeros(3, device=device).normal_().device == device
+
+
 # ---- the same tensor code on every backend -----------------------------------------------------------------------
 @op_settings
 @given(values=shapes(max_dims=3).flatmap(arrays))

@@ -85,8 +85,9 @@ def randint(low: int = 0, high=None, size=None, *, dtype=None, device: str = "cp
 
 
 def randperm(n: int, *, dtype=None, device: str = "cpu") -> Tensor:
-    """A random permutation of 0 … n−1 (int64 unless `dtype`)."""
-    draw = backend.generator(device).permutation(int(n))
+    """A random permutation of 0 … n−1 (int64 unless `dtype`): the order that sorts n uniform draws (CuPy's
+    generator has no `permutation`)."""
+    draw = backend.module_for(device).argsort(backend.generator(device).random(int(n)))
     return Tensor(draw.astype(backend.as_dtype(dtype or backend.int64), copy=False))
 
 
@@ -120,6 +121,7 @@ def multinomial(probs: Tensor, num_samples: int, replacement: bool = False) -> T
     if num_samples > int((probs.data > 0).sum(axis=-1).min()):
         raise RuntimeError(f"multinomial: cannot draw {num_samples} samples without replacement from rows with "
                            "fewer categories of non-zero probability; pass replacement=True")
-    with xp.errstate(divide="ignore"):
-        clocks = -xp.log1p(-generator.random(probs.shape)) / probs.data.astype(backend.float64)
+    weights = probs.data.astype(backend.float64)
+    positive = weights > 0
+    clocks = xp.where(positive, -xp.log1p(-generator.random(probs.shape)) / xp.where(positive, weights, 1), xp.inf)
     return Tensor(xp.argsort(clocks, axis=-1, kind="stable")[..., :num_samples].astype(backend.int64))

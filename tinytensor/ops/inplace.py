@@ -35,7 +35,7 @@ def write(target: Tensor, compute: Callable[[Tensor], Tensor], op: str) -> Tenso
                            f"shape {target.shape}")
     if recording and (target.requires_grad or result.requires_grad):
         if not result.requires_grad:  # a constant replaces a tensor in a graph: its past gets zero gradient
-            result = where(True, result, target)
+            result = where(_everywhere(target), result, target)
         result = cast(result, target.dtype)
         if not getattr(result.data.flags, "writeable", True):  # a broadcast view must not become the tensor's array
             result = clone(result)
@@ -71,11 +71,11 @@ def masked_fill_(target: Tensor, mask, value) -> Tensor:
 
 
 def fill_(target: Tensor, value) -> Tensor:
-    return write(target, lambda t: masked_fill(t, True, value), "fill_")
+    return write(target, lambda t: masked_fill(t, _everywhere(t), value), "fill_")
 
 
 def zero_(target: Tensor) -> Tensor:
-    return write(target, lambda t: masked_fill(t, True, 0), "zero_")
+    return fill_(target, 0)
 
 
 def copy_(target: Tensor, source) -> Tensor:
@@ -92,6 +92,11 @@ def normal_(target: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 def uniform_(target: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
     return write(target, lambda t: rand(*t.shape, dtype=_float(t), device=t.device) * (high - low) + low, "uniform_")
+
+
+def _everywhere(t: Tensor) -> Tensor:
+    """A True mask on t's device (a Python True would be lifted onto the CPU)."""
+    return Tensor._wrap(t.xp.asarray(True))
 
 
 def _float(t: Tensor):
