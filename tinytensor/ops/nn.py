@@ -334,9 +334,14 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         raise TypeError(f"one_hot: class ids must be integers, got dtype {tensor.dtype}")
     ids = tensor.data
     if num_classes < 0:
-        num_classes = int(ids.max()) + 1 if ids.size else 0
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= num_classes):
-        raise IndexError(f"one_hot: class ids must lie in [0, {num_classes}), got {int(ids.min())}..{int(ids.max())}")
+        num_classes = int(ids.max()) + 1 if ids.size else 0  # one read of the ids (a sync on a GPU, as in PyTorch)
+    if ids.size:
+        out_of_range = (ids.min() < 0) | (ids.max() >= num_classes)
+        error = IndexError(f"one_hot: class ids must lie in [0, {num_classes})")
+        if tensor.device != "cpu":
+            backend.check_later(out_of_range, error)
+        elif out_of_range:
+            raise error
     return Tensor._wrap((ids[..., None] == tensor.xp.arange(num_classes)).astype(backend.int64))
 
 
