@@ -45,9 +45,6 @@ class _GradMode:
         mode = super().__new__(cls)
         return mode if function is None else mode(function)
 
-    def __init__(self, function=None):
-        pass
-
     def __enter__(self):
         global _grad_enabled
         self._previous, _grad_enabled = _grad_enabled, self.enabled
