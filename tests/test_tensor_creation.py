@@ -60,3 +60,16 @@ def test_nested_sequences_give_the_same_values_and_shape_as_numpy(array, sequenc
 
 def _as_tuples(nested):
     return tuple(_as_tuples(item) for item in nested) if isinstance(nested, list) else nested
+
+
+def test_tensor_copies_its_data_as_torch_tensor_does_and_from_numpy_shares():
+    array = np.zeros(3, dtype=np.float32)
+    copied, shared = tt.tensor(array), tt.from_numpy(array)
+    copied.add_(1.0)
+    assert array.tolist() == [0.0, 0.0, 0.0]
+    shared.add_(2.0)
+    assert array.tolist() == [2.0, 2.0, 2.0] and copied.tolist() == [1.0, 1.0, 1.0]
+    source = tt.tensor([1.0, 2.0])
+    clone = tt.tensor(source)
+    clone.mul_(3.0)
+    assert source.tolist() == [1.0, 2.0]

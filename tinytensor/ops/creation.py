@@ -7,8 +7,14 @@ from tinytensor.tensor import Tensor
 
 
 def tensor(data, dtype=None, device: str | None = None, requires_grad: bool = False) -> Tensor:
-    """A new tensor from a list, scalar, NumPy/CuPy array or Tensor. Python floats give float32, ints int64."""
-    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    """A new tensor from a list, scalar, NumPy/CuPy array or Tensor. Python floats give float32, ints int64.
+
+    Like torch.tensor it copies: an in-place op on the result never writes into `data` (`from_numpy` shares)."""
+    source = data.data if isinstance(data, Tensor) else data
+    out = Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+    if out.data is source:
+        out.data = out.data.copy()
+    return out
 
 
 def _filled(fill, shape, dtype, device, requires_grad) -> Tensor:
