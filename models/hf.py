@@ -41,14 +41,14 @@ import typing
 from pathlib import Path
 
 import numpy
-import safetensors.numpy
 
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from tinytensor import backend
 from tinytensor.io import (CheckpointError, ConfigError, atomic_write_bytes, atomic_write_text, check_type,
-                          field_types, file_errors, path_inside, read_json_fields, read_safetensors, require_file)
+                          field_types, file_errors, path_inside, read_json_fields, read_safetensors, require_file,
+                          weights_file_bytes)
 
 def gelu_tanh(x: tt.Tensor) -> tt.Tensor:
     """GPT-2's GELU, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): `gelu_new` in Hugging Face's configs."""
@@ -136,7 +136,9 @@ class PretrainedModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory, dtype=tt.float32) -> PretrainedModel:
-        """Build the model from `directory`'s config.json and weights, in `dtype` (None: the files' dtype)."""
+        """Build the model from `directory`'s config.json and weights (float32, float16 or bfloat16 files, or
+        float64), computing in `dtype` (None: the files' dtype; bfloat16 files and tt.bfloat16 compute in float32,
+        which holds every bf16 number exactly)."""
         directory = Path(directory)
         config = read_config(cls.config_class, directory)
         state = read_weights(directory)
@@ -144,7 +146,7 @@ class PretrainedModel(nn.Module):
             dtype = _floating_dtype(state, directory)
         with file_errors(directory / CONFIG_FILE):  # sizes the config allows but no array can have (-1, ...)
             model = cls(config)
-        model.to(dtype).load_hf_state_dict(state, source=directory)
+        model.to(tt.backend.as_dtype(dtype)).load_hf_state_dict(state, source=directory)
         return model
 
     def load_hf_state_dict(self, state: dict[str, numpy.ndarray], source: str | Path = "state dict") -> None:
@@ -171,8 +173,10 @@ class PretrainedModel(nn.Module):
         except RuntimeError as error:  # shape mismatches, listed by load_state_dict
             raise CheckpointError(source, str(error)) from None
 
-    def save_pretrained(self, directory) -> None:
-        """Write config.json and model.safetensors in Hugging Face's layout, tied targets left out."""
+    def save_pretrained(self, directory, dtype=None) -> None:
+        """Write config.json and model.safetensors in Hugging Face's layout, tied targets left out, in the model's
+        dtype or in `dtype` ("float32", "float16", "bfloat16" or tt.bfloat16 …: bf16 rounds to nearest even, as
+        torch does), with config.json's "dtype" saying which."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
@@ -180,8 +184,11 @@ class PretrainedModel(nn.Module):
             if state[target].data is state[source_key].data:
                 del state[target]
         arrays = {name: self._to_hf_layout(name, backend.to_numpy(tensor.data)) for name, tensor in state.items()}
-        atomic_write_bytes(directory / WEIGHTS_FILE, safetensors.numpy.save(arrays, metadata={"format": "pt"}))
-        dtype = next(iter(arrays.values())).dtype.name
+        if dtype is None:
+            dtype = next(iter(arrays.values())).dtype.name
+        elif not (isinstance(dtype, str) and dtype == tt.bfloat16):
+            dtype = numpy.dtype(dtype).name
+        atomic_write_bytes(directory / WEIGHTS_FILE, weights_file_bytes(arrays, {"format": "pt"}, dtype))
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config_to_dict(self.config, type(self).__name__, dtype),
                                                               indent=2, sort_keys=True) + "\n")
 

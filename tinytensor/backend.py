@@ -24,6 +24,10 @@ int32 = numpy.dtype("int32")
 int64 = numpy.dtype("int64")
 bool_ = numpy.dtype("bool")
 DEFAULT_FLOAT = float32
+bfloat16 = "bfloat16"
+"""A storage dtype only: NumPy has no bfloat16, so bf16 weights are read into float32 (exactly: a bf16 number is
+the top half of a float32) and written back by rounding (tinytensor.io). `as_dtype(tt.bfloat16)` is float32, so
+`from_pretrained(dir, dtype=tt.bfloat16)` computes in float32; `save_pretrained(dir, dtype=tt.bfloat16)` stores bf16."""
 
 _cupy: types.ModuleType | None = None
 _cpu_pool: ThreadPoolExecutor | None = None
@@ -270,27 +274,13 @@ def map_slices(function, *arrays):
     return out.reshape(first.shape)
 
 
-class UnsupportedDtype:
-    """A PyTorch dtype name with no NumPy dtype behind it (bfloat16): programs may name it, say in a table of
-    options, but making a tensor of it raises a TypeError that says what to use instead."""
-
-    def __init__(self, name: str, instead: str) -> None:
-        self.name, self.instead = name, instead
-
-    def __repr__(self) -> str:
-        return f"tinytensor.{self.name}"
-
-
-bfloat16 = UnsupportedDtype("bfloat16", "NumPy and CuPy have no bfloat16; use float16 or float32")
-
-
 def as_dtype(dtype) -> numpy.dtype:
-    """Normalise 'float32', numpy.float32, tt.float32 … to one dtype object."""
-    if isinstance(dtype, UnsupportedDtype) or (isinstance(dtype, str) and dtype == "bfloat16"):
-        raise TypeError(f"dtype bfloat16 is not supported: {bfloat16.instead}")
+    """Normalise 'float32', numpy.float32, tt.float32 … to one dtype object; tt.bfloat16 computes as float32."""
+    if isinstance(dtype, str) and dtype == bfloat16:
+        return float32
     return numpy.dtype(dtype)
 
 
 def is_floating(dtype) -> bool:
     """True for float16/32/64."""
-    return numpy.dtype(dtype).kind == "f"
+    return as_dtype(dtype).kind == "f"

@@ -48,6 +48,7 @@ import json
 import math
 import os
 import secrets
+import struct
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -399,15 +400,6 @@ def _serialize(arrays: dict[str, numpy.ndarray], metadata: dict[str, str] | None
         raise ValueError(f"cannot save {path} as safetensors: {error}") from error
 
 
-def _deserialize(data: bytes, path: PathLike,
-                 error: type[FileFormatError] = CheckpointError) -> dict[str, numpy.ndarray]:
-    """The arrays of safetensors bytes read from `path`; `error` names the file if they do not parse."""
-    try:
-        return safetensors.numpy.load(data)
-    except (safetensors.SafetensorError, ValueError, TypeError) as parse_error:
-        raise error(path, f"not a valid safetensors file; is it truncated or corrupted? ({parse_error})") from None
-
-
 def _to_json(value: Any) -> str:
     return json.dumps(value, default=_json_default, indent=1)
 
@@ -419,6 +411,88 @@ def _json_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r}")
+
+
+# ---- weight files in any floating dtype (bf16 included) ---------------------------------------------------------
+SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
+                      "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+STORAGE_DTYPES = ("float64", "float32", "float16", backend.bfloat16)
+
+
+def bfloat16_to_float32(bits: numpy.ndarray) -> numpy.ndarray:
+    """bf16 bit patterns (uint16) → float32, exactly: a bf16 number is the upper 16 bits of a float32."""
+    return (bits.astype(numpy.uint32) << 16).view(numpy.float32)
+
+
+def float32_to_bfloat16(array: numpy.ndarray) -> numpy.ndarray:
+    """float32 → bf16 bit patterns (uint16), rounded to nearest, ties to even (as torch's `.to(torch.bfloat16)`);
+    NaNs stay (quiet) NaNs, infinities stay infinite, and values past the largest bf16 become ±inf."""
+    bits = numpy.ascontiguousarray(array, dtype=numpy.float32).view(numpy.uint32)
+    rounded = (bits + (numpy.uint32(0x7FFF) + ((bits >> 16) & 1))) >> 16
+    nan = numpy.isnan(array)
+    return numpy.where(nan, (bits >> 16) | 0x40, rounded).astype(numpy.uint16)
+
+
+def _deserialize(data: bytes, path: PathLike,
+                 error: type[FileFormatError] = CheckpointError) -> dict[str, numpy.ndarray]:
+    """The arrays of safetensors bytes read from `path`: BF16 tensors become float32 (exact), the other dtypes stay
+    as stored. `error` names the file when the header and the data do not fit together (truncated, corrupted, or
+    another format such as a pickle)."""
+    try:
+        (header_size,) = struct.unpack_from("<Q", data)
+        header = json.loads(data[8:8 + header_size].decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        body, arrays = 8 + header_size, {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = numpy.dtype(SAFETENSORS_DTYPES[info["dtype"]])
+            shape = [int(size) for size in info["shape"]]
+            start, end = (int(offset) for offset in info["data_offsets"])
+            count = int(numpy.prod(shape, dtype=numpy.int64))
+            if min(shape, default=0) < 0 or start < 0 or end - start != count * dtype.itemsize \
+                    or body + end > len(data):
+                raise ValueError(f"tensor {name!r}: data_offsets {[start, end]} do not fit its shape {shape} "
+                                 f"and dtype {info['dtype']} in a file of {len(data)} bytes")
+            array = numpy.frombuffer(data, dtype=dtype, count=count, offset=body + start).reshape(shape)
+            arrays[name] = bfloat16_to_float32(array) if info["dtype"] == "BF16" \
+                else array.astype(dtype.newbyteorder("="))
+        return arrays
+    except (struct.error, UnicodeDecodeError, ValueError, KeyError, TypeError, OverflowError,
+            RecursionError) as parse_error:
+        raise error(path, f"not a valid safetensors file; is it truncated or corrupted? "
+                          f"({type(parse_error).__name__}: {parse_error})") from None
+
+
+def weights_file_bytes(arrays: Mapping[str, numpy.ndarray], metadata: Mapping[str, str] | None = None,
+                       dtype=None) -> bytes:
+    """A safetensors file of host arrays; with `dtype` ("float32", "float16", "bfloat16", ...) floating arrays are
+    stored in that dtype (bf16 rounded to nearest even). The tensors are laid out by name, 8-byte aligned header."""
+    if dtype is not None and dtype not in STORAGE_DTYPES:
+        dtype = numpy.dtype(dtype).name
+    if dtype is not None and dtype not in STORAGE_DTYPES:
+        raise ValueError(f"cannot store weights as {dtype!r} (choose one of {', '.join(STORAGE_DTYPES)})")
+    codes = {numpy.dtype(code).newbyteorder("<"): name for name, code in SAFETENSORS_DTYPES.items() if name != "BF16"}
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    chunks, offset = [], 0
+    for name in sorted(arrays):
+        array = numpy.asarray(arrays[name])
+        if dtype is not None and array.dtype.kind == "f":
+            if dtype == backend.bfloat16:
+                stored, code = float32_to_bfloat16(array.astype(numpy.float32)), "BF16"
+            else:
+                stored = array.astype(dtype)
+                code = codes[stored.dtype.newbyteorder("<")]
+        else:
+            stored, code = array, codes[array.dtype.newbyteorder("<")]
+        raw = numpy.ascontiguousarray(stored).astype(stored.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------------------
