@@ -56,7 +56,8 @@ def gelu_tanh(x: tt.Tensor) -> tt.Tensor:
 
 
 ACTIVATIONS = {"gelu_new": gelu_tanh, "gelu_pytorch_tanh": gelu_tanh, "gelu_fast": gelu_tanh, "gelu": F.gelu,
-               "relu": F.relu, "silu": F.silu, "swish": F.silu}  # MODELS.md §0.4; `gelu` is the exact erf form
+               "relu": F.relu, "silu": F.silu, "swish": F.silu,
+               "tanh": tt.tanh}  # MODELS.md §0.4; `gelu` is the exact erf form; tanh is DeBERTa-v2's conv_act
 
 
 def as_ids(ids, device: str | None = None) -> tt.Tensor:
