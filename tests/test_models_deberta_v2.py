@@ -153,3 +153,35 @@ def test_masked_lm_loss_gradient_matches_finite_differences(share, buckets, conv
     labels[:, 1] = ids[:, 1]
     fast = sum(p.numel() for p in params) > 200
     assert tt.gradcheck(lambda *_: model.loss(model(ids, None, mask), labels), params, fast=fast)
+
+
+# ---- the trainers' --model deberta-v2 ----------------------------------------------------------------------------
+SMALL = ["--num-hidden-layers", "1", "--num-attention-heads", "2", "--hidden-size", "16", "--intermediate-size", "32",
+         "--no-progress"]
+
+
+def test_train_mlm_trains_deberta_v2_and_writes_a_checkpoint_it_loads(tmp_path):
+    from train import mlm
+    rng = np.random.default_rng(0)
+    words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler", "in", "mind"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(words, rng.integers(3, 9))) for _ in range(300)))
+    out = tmp_path / "run"
+    assert mlm.main(["--model", "deberta-v2", "--data", str(corpus), "--out", str(out), "--seq-length", "24",
+                     "--batch-size", "8", "--vocab-size", "70", "--eval-iters", "2", "--warmup-iters", "2",
+                     "--eval-batches", "2", "--max-iters", "2", "--eval-interval", "2", *SMALL]) == 0
+    config = json.loads((out / "hf" / "config.json").read_text())
+    assert config["model_type"] == "deberta-v2" and config["share_att_key"] and config["position_buckets"] == 32
+    model = DebertaV2ForMaskedLM.from_pretrained(out / "hf").eval()
+    with tt.no_grad():
+        assert model(np.array([[2, 3, 4, 5]])).shape == (1, 4, config["vocab_size"])
+
+
+def test_train_finetune_trains_deberta_v2(tmp_path):
+    from train import finetune
+    out = tmp_path / "ft"
+    assert finetune.main(["--out", str(out), "--model", "deberta-v2", "--max-iters", "2", "--eval-interval", "2",
+                          "--batch-size", "8", "--eval-iters", "1", *SMALL]) == 0
+    config = json.loads((out / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["DebertaV2ForSequenceClassification"] and config["model_type"] == "deberta-v2"
+    DebertaV2ForSequenceClassification.from_pretrained(out / "hf")

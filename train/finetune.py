@@ -37,7 +37,8 @@ import numpy as np
 
 import tinytensor as tt
 import tinytensor.io as tio
-from models.classification import CLASSIFIERS
+from models.classification import CLASSIFIERS as FAMILY_CLASSIFIERS
+from models.deberta_v2 import DebertaV2Config, DebertaV2ForSequenceClassification
 from models.hf import read_config, read_weights
 from models.tokenizers.wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, basic_tokenize
 from train.cli import CommandError, Run, Task, export_hf, write_scores
@@ -72,7 +73,14 @@ MODEL_PRESETS = {  # a CPU-minute encoder: 2 layers, 64 wide, 4 heads
                     hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=64,
                     relative_attention=True, pos_att_type=["c2p", "p2c"], position_biased_input=True,
                     type_vocab_size=2),
+    "deberta-v2": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                       hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=64,
+                       relative_attention=True, pos_att_type=["p2c", "c2p"], position_biased_input=False,
+                       position_buckets=16, max_relative_positions=64, share_att_key=True,
+                       norm_rel_ebd="layer_norm", type_vocab_size=2),
 }
+# name → (config class, classifier class): models/classification.py's families and DeBERTa-v2
+CLASSIFIERS = {**FAMILY_CLASSIFIERS, "deberta-v2": (DebertaV2Config, DebertaV2ForSequenceClassification)}
 DERIVED_FIELDS = {"vocab_size", "num_labels", "pad_token_id"}
 EXAMPLE_ROWS = 1200
 
@@ -241,7 +249,7 @@ def load_classifier(model_name: str, directory: str | Path, labels: list[str], o
 class FinetuneTask(Task):
     command = "finetune"
     doc = __doc__
-    models = {name: ("models.classification", config_class.__name__, model_class.__name__)
+    models = {name: (model_class.__module__, config_class.__name__, model_class.__name__)
               for name, (config_class, model_class) in CLASSIFIERS.items()}
     default_model = "bert"
     settings_class = FinetuneSettings

@@ -64,7 +64,7 @@ class MLMSettings:
 
 
 # the sentence-pair task each model learns besides the masked LM
-PAIR_TASKS = {"bert": "nsp", "albert": "sop", "deberta": None}
+PAIR_TASKS = {"bert": "nsp", "albert": "sop", "deberta": None, "deberta-v2": None}
 PRESETS = {
     # a CPU run of minutes: pairs of 64 WordPiece ids, batch 32, a 1500-token vocabulary learned from the data
     "tiny": {"*": dict(seq_length=64, batch_size=32, vocab_size=1500, mask_prob=0.15, max_iters=1200,
@@ -79,7 +79,13 @@ PRESETS = {
              # positions
              "deberta": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128, intermediate_size=512,
                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, relative_attention=True,
-                             pos_att_type="c2p|p2c", position_biased_input=False)},
+                             pos_att_type="c2p|p2c", position_biased_input=False),
+             # deberta-v3-base's attention: log-bucketed positions, keys shared with the content projections,
+             # LayerNorm'd relative embeddings
+             "deberta-v2": dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=128, intermediate_size=512,
+                                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, relative_attention=True,
+                                pos_att_type="p2c|c2p", position_biased_input=False, position_buckets=32,
+                                max_relative_positions=64, share_att_key=True, norm_rel_ebd="layer_norm")},
 }
 
 
@@ -269,7 +275,8 @@ class MLMTask(Task):
     doc = __doc__
     models = {"bert": ("models.bert", "BertConfig", "BertForPreTraining"),
               "albert": ("models.albert", "AlbertConfig", "AlbertForPreTraining"),
-              "deberta": ("models.deberta", "DebertaConfig", "DebertaForMaskedLM")}
+              "deberta": ("models.deberta", "DebertaConfig", "DebertaForMaskedLM"),
+              "deberta-v2": ("models.deberta_v2", "DebertaV2Config", "DebertaV2ForMaskedLM")}
     default_model = "bert"
     settings_class = MLMSettings
     presets = PRESETS
