@@ -137,4 +137,10 @@ MODEL_FIELD_DOMAINS: dict[str, Domain] = {
     "pad_token_id": NON_NEGATIVE, "bos_token_id": NON_NEGATIVE, "eos_token_id": NON_NEGATIVE,
     "pad_id": NON_NEGATIVE, "bos_id": NON_NEGATIVE, "eos_id": NON_NEGATIVE,
     "src_vocab_size": POSITIVE, "tgt_vocab_size": POSITIVE,
+    # DeBERTa-v2 (models/deberta_v2.py)
+    "position_buckets": Domain("-1 (no buckets) or >= 2", lambda value: value == -1 or value >= 2),
+    "share_att_key": BOOL, "norm_rel_ebd": one_of("none", "layer_norm"),
+    "conv_kernel_size": Domain("0 (no conv layer) or an odd size",
+                               lambda value: value == 0 or (value > 0 and value % 2 == 1)),
+    "conv_act": one_of(*_ACTIVATIONS, "tanh"), "conv_groups": one_of(1),
 }
