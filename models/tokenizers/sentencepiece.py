@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import heapq
 import json
+import math
 import re
 import struct
 import unicodedata
@@ -300,8 +301,11 @@ class Normalizer:
 
 # ---- segmentation --------------------------------------------------------------------------------------------------
 def _f32(value: float) -> float:
-    """``value`` rounded to float32 (sentencepiece keeps path scores in C++ floats)."""
-    return struct.unpack("<f", struct.pack("<f", value))[0]
+    """``value`` rounded to float32 (sentencepiece keeps path scores in C++ floats); ±inf past float32's range."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 class SentencePieceTokenizer:
