@@ -34,7 +34,7 @@ import tinytensor.nn.functional as F
 from models.bert import BertIntermediate, BertOnlyMLMHead, BertOutput, BertSelfOutput, masked_lm_loss
 from models.classification import ContextPooler, DebertaClassificationConfig, EmbeddingsEntry
 from models.deberta import DebertaEmbeddings, DebertaOnlyMLMHead, DebertaPreTrainedModel, query_key_mask
-from models.hf import ACTIVATIONS, as_ids
+from models.hf import ACTIVATIONS, as_attention_mask, as_ids, as_input_ids, model_device
 
 
 @dataclass
@@ -274,15 +274,15 @@ class DebertaV2Model(DebertaV2PreTrainedModel):
 
     def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tuple[tt.Tensor, object]:
         """(embeddings [B, T, H], the mask as an integer Tensor or None)."""
-        input_ids = as_ids(input_ids)
+        input_ids = as_input_ids(input_ids, model_device(self))
         if token_type_ids is not None:
-            token_type_ids = as_ids(token_type_ids).to(input_ids.device)
-        mask = as_ids(attention_mask).to(input_ids.device) if attention_mask is not None else None
+            token_type_ids = as_ids(token_type_ids, input_ids.device)
+        mask = as_attention_mask(attention_mask, input_ids)
         return self.embeddings(input_ids, token_type_ids, mask), mask
 
     def encode(self, embedded: tt.Tensor, mask) -> tt.Tensor:
         """[B, T, H] embeddings → the last layer's output [B, T, H]."""
-        keep = query_key_mask(mask, embedded.device)
+        keep = query_key_mask(mask, embedded)
         return self.encoder(embedded, keep, mask)[-1]
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
@@ -344,6 +344,5 @@ class DebertaV2ForSequenceClassification(EmbeddingsEntry, DebertaV2PreTrainedMod
         return self.deberta.embed(input_ids, token_type_ids, attention_mask)[0]
 
     def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
-        mask = as_ids(attention_mask).to(embedded.device) if attention_mask is not None else None
-        hidden = self.deberta.encode(embedded, mask)
+        hidden = self.deberta.encode(embedded, as_attention_mask(attention_mask, embedded))
         return self.classifier(self.dropout(self.pooler(hidden)))
