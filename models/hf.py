@@ -187,7 +187,9 @@ class PretrainedModel(nn.Module):
         arrays = {name: self._to_hf_layout(name, backend.to_numpy(tensor.data)) for name, tensor in state.items()}
         if dtype is None:
             dtype = next(iter(arrays.values())).dtype.name
-        elif not (isinstance(dtype, str) and dtype == tt.bfloat16):
+        elif isinstance(dtype, (str, backend.StorageDtype)) and dtype == tt.bfloat16:
+            dtype = tt.bfloat16.name
+        else:
             dtype = numpy.dtype(dtype).name
         atomic_write_bytes(directory / WEIGHTS_FILE, weights_file_bytes(arrays, {"format": "pt"}, dtype))
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config_to_dict(self.config, type(self).__name__, dtype),

@@ -24,10 +24,29 @@ int32 = numpy.dtype("int32")
 int64 = numpy.dtype("int64")
 bool_ = numpy.dtype("bool")
 DEFAULT_FLOAT = float32
-bfloat16 = "bfloat16"
-"""A storage dtype only: NumPy has no bfloat16, so bf16 weights are read into float32 (exactly: a bf16 number is
-the top half of a float32) and written back by rounding (tinytensor.io). `as_dtype(tt.bfloat16)` is float32, so
-`from_pretrained(dir, dtype=tt.bfloat16)` computes in float32; `save_pretrained(dir, dtype=tt.bfloat16)` stores bf16."""
+
+
+class StorageDtype:
+    """A dtype that exists only in weight files. NumPy has no bfloat16, so bf16 weights are read into float32
+    (exactly: a bf16 number is the top half of a float32) and written back by rounding (tinytensor.io);
+    `as_dtype(tt.bfloat16)` is float32, so `from_pretrained(dir, dtype=tt.bfloat16)` and `x.to(tt.bfloat16)`
+    compute in float32, and `save_pretrained(dir, dtype=tt.bfloat16)` stores bf16. Equal to its name as a string,
+    so "bfloat16" works wherever tt.bfloat16 does; not a string, so `.to(tt.bfloat16)` is never taken for a device."""
+
+    def __init__(self, name: str, computes_as: numpy.dtype) -> None:
+        self.name, self.computes_as = name, computes_as
+
+    def __eq__(self, other) -> bool:
+        return other is self or (isinstance(other, str) and other == self.name)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"tinytensor.{self.name}"
+
+
+bfloat16 = StorageDtype("bfloat16", float32)
 
 _cupy: types.ModuleType | None = None
 _cpu_pool: ThreadPoolExecutor | None = None
@@ -276,8 +295,8 @@ def map_slices(function, *arrays):
 
 def as_dtype(dtype) -> numpy.dtype:
     """Normalise 'float32', numpy.float32, tt.float32 … to one dtype object; tt.bfloat16 computes as float32."""
-    if isinstance(dtype, str) and dtype == bfloat16:
-        return float32
+    if isinstance(dtype, (str, StorageDtype)) and dtype == bfloat16:
+        return bfloat16.computes_as
     return numpy.dtype(dtype)
 
 

@@ -416,7 +416,7 @@ def _json_default(value: Any) -> Any:
 # ---- weight files in any floating dtype (bf16 included) ---------------------------------------------------------
 SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
                       "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
-STORAGE_DTYPES = ("float64", "float32", "float16", backend.bfloat16)
+STORAGE_DTYPES = ("float64", "float32", "float16", backend.bfloat16.name)
 
 
 def bfloat16_to_float32(bits: numpy.ndarray) -> numpy.ndarray:
