@@ -329,3 +329,17 @@ def test_the_wordpiece_trainer_never_replaces_a_vocabulary_unless_told(text_file
     other.write_text("abc abd abe " * 50, encoding="utf-8")
     assert wordpiece_trainer.main(["--data", str(other), "--out", str(out), "--overwrite"]) == 0
     assert snapshot(out) != before
+
+
+@pytest.mark.parametrize("key, value", [("n_layer", 1.5), ("lr", "0.1"), ("bias", 1), ("eval_iters", True),
+                                        ("dropout", 2.0), ("lr", None), ("seed", -3)])
+def test_a_hand_edited_saved_setting_of_the_wrong_type_or_domain_names_the_key_and_file(finished_run, tmp_path,
+                                                                                         key, value):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out)
+    checkpoint = tio.load_checkpoint(out / "checkpoint")
+    checkpoint.config["settings"][key] = value
+    tio.save_checkpoint(out / "checkpoint", checkpoint.model, checkpoint.optimizer, rng_state=checkpoint.rng,
+                        config=checkpoint.config, step=checkpoint.step, extra=checkpoint.extra)
+    status, error = call(gpt_char.main, ["--out", str(out), "--resume", "--max-iters", "5"])
+    assert status == 2 and key in error and "checkpoint.json" in error, error

@@ -40,7 +40,7 @@ import tinytensor.io as tio
 from train.corpus import CorpusError, CorpusUnavailableError
 from train.loop import NonFiniteLossError, Trainer, TrainConfig, default_loss, init_distributed
 from train.rundir import RunDirectory, RunDirectoryError
-from train.settings import (MODEL_FIELD_DOMAINS, Domain, SettingError, check_value, domain_of, parse_flag_value,
+from train.settings import (ANY, MODEL_FIELD_DOMAINS, Domain, SettingError, check_value, domain_of, parse_flag_value,
                             scalar_type)
 
 
@@ -264,9 +264,13 @@ class Task:
             preset, base = {}, {**saved["settings"]}
             source = str(Path(args.out) / "checkpoint" / tio.CHECKPOINT_FILE)
         values = {**base, **preset, **given}
+        required = {name for name, default in self.defaults().items() if default is not None}
         for name, value in values.items():
             if name in flags:
-                check_value(name, value, flags[name].domain, None if name in given else source)
+                where = None if name in given else source
+                if value is None and name in required:
+                    raise SettingError(f"{name} in {where}: null, but the setting needs a value")
+                check_value(name, value, flags[name].domain, where, flags[name].kind)
         model_flags = {k: v for k, v in values.items() if k in flags and flags[k].group == "model"}
         settings = {k: v for k, v in values.items() if k not in model_flags}
         try:
@@ -408,7 +412,8 @@ def flag_parser(flag: Flag) -> Callable[[str], Any]:
 
 
 def flag_help(flag: Flag) -> str:
-    domain = f" ({flag.domain.text})" if flag.domain else ""
+    """The help line: what the setting is, its domain, and whether --resume may change it."""
+    domain = "" if flag.domain is None or flag.domain is ANY else f" ({flag.domain.text})"
     return f"{flag.help}{domain}{' [may change on --resume]' if flag.resumable else ''}"
 
 

@@ -56,7 +56,7 @@ PROBABILITY_MASS = interval(0, 1, closed_low=False, closed_high=True)  # top-p
 ANY = Domain("any value", lambda value: True)
 DEVICES = Domain("cpu, cuda or cuda:N", lambda value: value in ("cpu", "cuda") or (
     value.startswith("cuda:") and value[5:].isdigit()))
-BOOL = one_of(True, False)
+BOOL = Domain("true or false", lambda value: isinstance(value, bool), (True, False))
 
 
 def setting(default, domain: Domain, help: str, *, resumable: bool = False):  # noqa: A002 - argparse's word
@@ -97,18 +97,29 @@ def parse_flag_value(text: str, kind: type):
     return text
 
 
-def check_value(name: str, value, domain: Domain | None, source: str | None = None) -> None:
-    """SettingError naming `--name` (or `name` in `source`) when value is outside `domain`; None always passes (an
-    unset optional setting)."""
-    if value is None or domain is None:
+def check_value(name: str, value, domain: Domain | None, source: str | None = None, kind: type | None = None) -> None:
+    """SettingError naming `--name` (or `name` in `source`, a saved run) when value is not of `kind` or is outside
+    `domain`; None always passes (an unset optional setting)."""
+    if value is None:
         return
+    where = f"{name} in {source}" if source else "--" + name.replace("_", "-")
+    if kind is not None and not is_of_kind(value, kind):
+        raise SettingError(f"{where} {value!r}: must be a {kind.__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SettingError(f"{where} {value!r}: must be a finite number")
     try:
-        accepted = domain.accepts(value) and not (isinstance(value, float) and not math.isfinite(value))
+        accepted = domain is None or domain.accepts(value)
     except TypeError:  # a string where a number belongs (a hand-edited file)
         accepted = False
     if not accepted:
-        where = f"{name} in {source}" if source else "--" + name.replace("_", "-")
         raise SettingError(f"{where} {value!r}: must be {domain.text}")
+
+
+def is_of_kind(value, kind: type) -> bool:
+    """JSON's view of a setting's type: bools are not ints, ints are floats."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if kind is float else kind)
 
 
 # ---- the domains of the model configs' fields ----------------------------------------------------------------
