@@ -304,3 +304,21 @@ def test_string_only_metadata_is_written_exactly_as_given(tmp_path):
     with safetensors.safe_open(str(path), framework="numpy") as file:
         assert file.metadata() == {"format": "pt"}
     assert io.load_metadata(path) == {"format": "pt"}
+
+
+def test_a_reader_racing_a_writer_loads_the_newer_commit_instead_of_failing(tmp_path, monkeypatch):
+    """The writer commits checkpoint B (and deletes A's tensors file) after the reader has read A's record."""
+    directory = tmp_path / "ckpt"
+    io.save_checkpoint(directory, {"w": np.zeros(2, dtype=np.float32)}, step=1)
+    original_read_bytes = io.read_bytes
+    committed = []
+
+    def commit_then_read(path, hint=""):
+        if not committed:
+            committed.append(True)
+            io.save_checkpoint(directory, {"w": np.ones(2, dtype=np.float32)}, step=2)
+        return original_read_bytes(path, hint)
+
+    monkeypatch.setattr(io, "read_bytes", commit_then_read)
+    checkpoint = io.load_checkpoint(directory)
+    assert checkpoint.step == 2 and checkpoint.model["w"].numpy().tolist() == [1.0, 1.0]

@@ -547,9 +547,7 @@ def load_checkpoint(directory: PathLike, device: str = "cpu") -> Checkpoint:
     Raises FileNotFoundError (naming the missing file) or CheckpointError (naming the damaged or mismatched file)."""
     directory = Path(directory)
     record_path = directory / CHECKPOINT_FILE
-    record = _read_record(record_path)
-    tensors_path = path_inside(directory, record["tensors_file"], record_path, '"tensors_file"')
-    blob = read_bytes(tensors_path, f"named by {record_path}")
+    record, tensors_path, blob = _read_committed(directory, record_path)
     if hashlib.sha256(blob).hexdigest() != record["sha256"]:
         raise CheckpointError(tensors_path, f"SHA-256 checksum mismatch with {CHECKPOINT_FILE} "
                                             f"(the file is truncated or corrupted; {len(blob)} bytes on disk)")
@@ -563,6 +561,22 @@ def load_checkpoint(directory: PathLike, device: str = "cpu") -> Checkpoint:
             optimizer = _join_optimizer_state(record["optimizer"], arrays, device)
     return Checkpoint(path=directory, model=model, optimizer=optimizer, scheduler=record["scheduler"],
                       rng=record["rng"], config=record["config"], step=record["step"], extra=record["extra"])
+
+
+def _read_committed(directory: Path, record_path: Path, attempts: int = 3) -> tuple[dict, Path, bytes]:
+    """(record, tensors path, tensors bytes) of one commit. A writer may commit a newer checkpoint between our
+    reading the record and its tensors file, and then delete the file we were about to read: read the new
+    record and try again (a reader of a live run, such as a sampler, never sees that as a missing file)."""
+    record = _read_record(record_path)
+    while True:
+        tensors_path = path_inside(directory, record["tensors_file"], record_path, '"tensors_file"')
+        try:
+            return record, tensors_path, read_bytes(tensors_path, f"named by {record_path}")
+        except FileNotFoundError:
+            newer, attempts = _read_record(record_path), attempts - 1
+            if attempts == 0 or newer["tensors_file"] == record["tensors_file"]:
+                raise
+            record = newer
 
 
 def check_compatible(checkpoint: Checkpoint, model_state: Mapping[str, Any], check_dtypes: bool = True) -> None:

@@ -319,6 +319,8 @@ class Task:
         args, model_name, saved = self.parse(argv)
         if self.before_run(args) is not None:
             return None
+        if not args.out.strip():
+            raise CommandError("--out is empty: give the run directory (default runs/<command>)")
         directory = RunDirectory(args.out)
         directory.check_usable(args.resume, args.overwrite)
         settings, model_flags = self.resolve(args, model_name, saved)
