@@ -21,6 +21,12 @@ Heads, in Hugging Face's names (top level, no `cls.`): `predictions` (masked LM:
 LayerNorm(E) → decoder tied to the [V, E] word embeddings, + `predictions.bias`) and `sop_classifier`
 (sentence-order prediction on the pooled output, the paper's §4.1 replacement for BERT's next-sentence task).
 hidden_act defaults to `gelu_new` (the tanh form). `attention_mask` masks padded keys only, as in BERT.
+
+Taken from models/bert.py (read it first): `BertEmbeddings`' forward (AlbertEmbeddings only sizes its tables by
+E), `BertSelfAttention`'s heads (AlbertAttention adds the output projection and LayerNorm under ALBERT's names),
+`BertPreTrainedModel`'s initialisation and `masked_lm_loss`. Everything else (the shared-group encoder, the heads,
+the tying of `predictions.decoder` to the [V, E] table) is ALBERT's own and lives here; the sequence classifier is
+in models/classification.py.
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models.hf import ACTIVATIONS, PretrainedModel, as_ids, as_input_ids, key_padding_mask, model_device
+from models.hf import (ACTIVATIONS, EmbeddingsEntry, PretrainedModel, as_ids, as_input_ids, key_padding_mask,
+                       model_device)
 
 
 @dataclass
@@ -350,9 +351,10 @@ class BertForMaskedLM(BertPreTrainedModel):
     loss = staticmethod(masked_lm_loss)
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
+class BertForSequenceClassification(EmbeddingsEntry, BertPreTrainedModel):
     """BERT with a classifier on the pooled output: forward returns logits [B, num_labels]. Reads pre-training
-    checkpoints (skipping `cls.*`) and starts the classifier fresh when the file has none, for fine-tuning."""
+    checkpoints (skipping `cls.*`) and starts the classifier fresh when the file has none, for fine-tuning.
+    forward = forward_embeddings(embed(ids)) (`EmbeddingsEntry`, models/hf.py), the split SiFT needs."""
 
     hf_ignored = (r"^cls\.",)
     hf_fresh = (r"^classifier\.",)
@@ -366,10 +368,14 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.classifier.apply(self._init_weights)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
-        return self.classifier(self.dropout(self.bert(input_ids, token_type_ids, attention_mask)[1]))
+    def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
+        """word + position + token type → LayerNorm → dropout: [B, T, H]."""
+        input_ids = as_input_ids(input_ids, model_device(self))
+        if token_type_ids is not None:
+            token_type_ids = as_ids(token_type_ids, input_ids.device)
+        return self.bert.embeddings(input_ids, token_type_ids)
 
-    @staticmethod
-    def loss(logits: tt.Tensor, labels) -> tt.Tensor:
-        """Single-label classification: mean cross entropy against labels [B]."""
-        return F.cross_entropy(logits, as_ids(labels, logits.device))
+    def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
+        """[B, T, H] → encoder → pooler → dropout → classifier: [B, num_labels]."""
+        hidden = self.bert.encoder(embedded, key_padding_mask(attention_mask, embedded))
+        return self.classifier(self.dropout(self.bert.pooler(hidden)))

@@ -4,14 +4,15 @@ Each class is the Hugging Face `*ForSequenceClassification` of its family, with 
 `from_pretrained` reads a pre-training, masked-LM or base checkpoint (skipping the pre-training heads) and starts
 the new head fresh (`hf_fresh`, models/hf.py), and `save_pretrained` writes a directory transformers loads:
 
-    BERT     classifier(dropout(tanh(bert.pooler.dense(h[:, 0]))))        (models/bert.py's class, reused)
+    BERT     classifier(dropout(tanh(bert.pooler.dense(h[:, 0]))))        defined in models/bert.py, imported here
     ALBERT   classifier(dropout(tanh(albert.pooler(h[:, 0]))))             dropout = classifier_dropout_prob
     DeBERTa  classifier(dropout(act(pooler.dense(dropout(h[:, 0])))))      HF's ContextPooler; the paper's fine-tuning
 
 Every class splits its forward in two, `embed` (ids → the embedding layer's output [B, T, E]) and
 `forward_embeddings` (that output → logits [B, num_labels]), because the models take token ids only: SiFT
-(train/sift.py) perturbs the embeddings in between. `forward` is the composition of the two and equals the
-model-file forward.
+(train/sift.py) perturbs the embeddings in between. `forward` is the composition of the two
+(`EmbeddingsEntry`, models/hf.py). Each class name exists once in models/: BERT's classifier lives beside BERT
+and is only re-exported here; `CLASSIFIERS` (below) is what train/finetune.py's --model chooses from.
 """
 from __future__ import annotations
 
@@ -20,44 +21,16 @@ from dataclasses import dataclass
 import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
-from models import bert
 from models.albert import AlbertConfig, AlbertModel, AlbertPreTrainedModel
+from models.bert import BertConfig, BertForSequenceClassification
 from models.deberta import DebertaConfig, DebertaModel, DebertaPreTrainedModel, query_key_mask
-from models.hf import ACTIVATIONS, as_attention_mask, as_ids, as_input_ids, key_padding_mask, model_device
-
-BertConfig = bert.BertConfig
-
-
-class EmbeddingsEntry:
-    """forward(ids) = forward_embeddings(embed(ids)); subclasses define the two halves."""
-
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
-        """input_ids, token_type_ids, attention_mask [B, T] → logits [B, num_labels]."""
-        return self.forward_embeddings(self.embed(input_ids, token_type_ids, attention_mask), attention_mask)
-
-    @staticmethod
-    def loss(logits: tt.Tensor, labels) -> tt.Tensor:
-        """Single-label classification: mean cross entropy against labels [B]."""
-        return F.cross_entropy(logits, as_ids(labels, logits.device))
+from models.hf import (ACTIVATIONS, EmbeddingsEntry, as_attention_mask, as_ids, as_input_ids, key_padding_mask,
+                       model_device)
 
 
 def _ids_and_types(model, input_ids, token_type_ids) -> tuple[tt.Tensor, tt.Tensor | None]:
     input_ids = as_input_ids(input_ids, model_device(model))
     return input_ids, None if token_type_ids is None else as_ids(token_type_ids, input_ids.device)
-
-
-# ---- BERT ---------------------------------------------------------------------------------------------------------
-class BertForSequenceClassification(EmbeddingsEntry, bert.BertForSequenceClassification):
-    """models/bert.py's classifier (same modules, names and loading) with the embeddings entry."""
-
-    def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
-        """word + position + token type → LayerNorm → dropout: [B, T, H]."""
-        return self.bert.embeddings(*_ids_and_types(self, input_ids, token_type_ids))
-
-    def forward_embeddings(self, embedded: tt.Tensor, attention_mask=None) -> tt.Tensor:
-        """[B, T, H] → encoder → pooler → dropout → classifier: [B, num_labels]."""
-        hidden = self.bert.encoder(embedded, key_padding_mask(attention_mask, embedded))
-        return self.classifier(self.dropout(self.bert.pooler(hidden)))
 
 
 # ---- ALBERT -------------------------------------------------------------------------------------------------------

@@ -31,6 +31,13 @@ Hugging Face (whose DebertaModel never runs it): absolute positions are added to
 and the last layer runs twice more (shared weights) with that as its query and the penultimate output as keys and
 values, before the head. It needs `position_biased_input=false` and a `position_embeddings` table (saved under
 transformers' name, which transformers skips on load).
+
+Taken from models/bert.py (read it first): the output sub-layers `BertSelfOutput` (attention.output) and
+`BertIntermediate` + `BertOutput` (the feed-forward), `BertPreTrainedModel`'s initialisation, the masked-LM heads
+(`BertOnlyMLMHead` for legacy=true, `BertPredictionHeadTransform` under `lm_predictions.lm_head`) and
+`masked_lm_loss`. Everything about positions (the embeddings, the relative table, `DisentangledSelfAttention`,
+the query-and-key mask, the Enhanced Mask Decoder) is DeBERTa's own and lives here; models/deberta_v2.py builds
+on this file, and the sequence classifier (with Hugging Face's ContextPooler) is in models/classification.py.
 """
 from __future__ import annotations
 

@@ -1,18 +1,27 @@
 """DeBERTa v2/v3 (He et al. 2021, "DeBERTaV3"; the v2 architecture of the DeBERTa repository), loadable from
 Hugging Face (model_type `deberta-v2`, MODELS.md §5.1). DeBERTa-v3 checkpoints use this architecture.
 
-From models/deberta.py (v1) it takes the embeddings (word (+ position) (+ token type) → LayerNorm → pad rows
-zeroed), the query-and-key mask and the masked-LM heads; from models/bert.py, through v1, the feed-forward and
-output sub-layers; from models/classification.py the ContextPooler. What v2 changes, all inside the encoder:
+Taken from other files (read models/bert.py, then models/deberta.py, first):
+- models/deberta.py (v1): `DebertaEmbeddings` (word (+ position) (+ token type) → LayerNorm → pad rows zeroed),
+  `query_key_mask`, the `lm_predictions` head (`DebertaOnlyMLMHead`) and `DebertaPreTrainedModel` (BERT's
+  initialisation, the `deberta.` prefix, skipping unused position tables);
+- models/bert.py: `BertSelfOutput` (attention.output), `BertIntermediate` + `BertOutput` (the feed-forward),
+  `BertOnlyMLMHead` (legacy=true) and `masked_lm_loss`;
+- models/classification.py: `DebertaClassificationConfig` (the classifier's config fields) and `ContextPooler`;
+  models/hf.py: `EmbeddingsEntry` (the classifier's forward split for SiFT).
+
+What v2 changes, all inside the encoder (the classes here carry the `DebertaV2` prefix where v1 has a class of the
+same role, so no name means two things):
 
 - projections: separate `query_proj`, `key_proj`, `value_proj`, each with a bias (v1: one interleaved `in_proj`);
 - scaling: the content keys, and the c2p and p2c terms after their gather, are each divided by √(d·sf),
   sf = 1 + [c2p] + [p2c] (v1 divides the query);
 - `share_att_key`: the relative keys and queries come from `key_proj` / `query_proj` applied to R (v1: separate
   `pos_proj`, `pos_q_proj`; v2 without sharing: `pos_key_proj`, `pos_query_proj`, both with bias);
-- `position_buckets` > 0: log-bucketed relative positions (``log_bucket_position``): distances up to mid =
-  buckets/2 keep their value, longer ones share buckets that grow logarithmically up to max_relative_positions;
-  R = `encoder.rel_embeddings` has 2·buckets rows (else 2·mrp) and is used whole (v1 slices it around its centre);
+- `position_buckets` > 0: log-bucketed relative positions (``log_bucket_position``, ``bucketed_relative_index``):
+  distances up to mid = buckets/2 keep their value, longer ones share buckets that grow logarithmically up to
+  max_relative_positions; R = `encoder.rel_embeddings` has 2·buckets rows (else 2·mrp) and is used whole (v1
+  slices it around its centre);
 - `norm_rel_ebd = "layer_norm"`: R goes through `encoder.LayerNorm` before every layer uses it;
 - `conv_kernel_size` > 0: a convolution over positions (``ConvLayer``) on the embeddings, added to layer 0's output
   and normalized: `encoder.conv.conv` (a Conv1d, weight [H, H, k]) and `encoder.conv.LayerNorm`;
@@ -32,9 +41,9 @@ import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.bert import BertIntermediate, BertOnlyMLMHead, BertOutput, BertSelfOutput, masked_lm_loss
-from models.classification import ContextPooler, DebertaClassificationConfig, EmbeddingsEntry
+from models.classification import ContextPooler, DebertaClassificationConfig
 from models.deberta import DebertaEmbeddings, DebertaOnlyMLMHead, DebertaPreTrainedModel, query_key_mask
-from models.hf import ACTIVATIONS, as_attention_mask, as_ids, as_input_ids, model_device
+from models.hf import ACTIVATIONS, EmbeddingsEntry, as_attention_mask, as_ids, as_input_ids, model_device
 
 
 @dataclass
@@ -91,7 +100,7 @@ def log_bucket_position(relative: numpy.ndarray, bucket_size: int, max_position:
     return numpy.where(abs_pos <= mid, relative, log_pos * sign).astype(numpy.int64)
 
 
-def relative_index(time: int, span: int, buckets: int, max_position: int) -> numpy.ndarray:
+def bucketed_relative_index(time: int, span: int, buckets: int, max_position: int) -> numpy.ndarray:
     """δ(i, j) = clip(bucket(i − j) + span, 0, 2·span − 1) [T, T]: the row of R for query i and key j (the same
     index serves c2p and p2c; bucketing is odd, so p2c's −bucket(j − i) is bucket(i − j))."""
     positions = numpy.arange(time)
@@ -101,7 +110,7 @@ def relative_index(time: int, span: int, buckets: int, max_position: int) -> num
     return numpy.clip(relative + span, 0, 2 * span - 1)
 
 
-class DisentangledSelfAttention(nn.Module):
+class DebertaV2DisentangledSelfAttention(nn.Module):
     """v2's disentangled attention: content-to-content + c2p + p2c, each divided by √(d·sf) (see the docstring)."""
 
     def __init__(self, config: DebertaV2Config):
@@ -160,7 +169,7 @@ class DebertaV2Attention(nn.Module):
 
     def __init__(self, config: DebertaV2Config):
         super().__init__()
-        self.self = DisentangledSelfAttention(config)
+        self.self = DebertaV2DisentangledSelfAttention(config)
         self.output = BertSelfOutput(config)
 
     def forward(self, x, keep=None, rel_embeddings=None, index=None) -> tt.Tensor:
@@ -241,8 +250,8 @@ class DebertaV2Encoder(nn.Module):
         """Every layer's output [B, T, H]; attention_mask [B, T] (Tensor or None) feeds the conv layer."""
         table, index = self.rel_table(), None
         if table is not None:
-            host = relative_index(x.shape[1], self.config.relative_span, self.config.position_buckets,
-                                  self.config.max_relative)
+            host = bucketed_relative_index(x.shape[1], self.config.relative_span, self.config.position_buckets,
+                                           self.config.max_relative)
             index = x.xp.asarray(host)
         states, hidden = [], x
         for number, layer in enumerate(self.layer):
@@ -323,7 +332,7 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
 class DebertaV2ForSequenceClassification(EmbeddingsEntry, DebertaV2PreTrainedModel):
     """DeBERTa-v2 with `pooler` (ContextPooler) and `classifier`, as transformers' class: reads base and
     masked-LM checkpoints (skipping `cls.*` / `lm_predictions.*`); pooler and classifier start fresh if absent.
-    `embed` / `forward_embeddings` split the forward for SiFT (models/classification.py)."""
+    `embed` / `forward_embeddings` split the forward for SiFT (`EmbeddingsEntry`, models/hf.py)."""
 
     hf_ignored = (r"^cls\.", r"^lm_predictions\.")
     hf_fresh = (r"^pooler\.", r"^classifier\.")

@@ -25,7 +25,8 @@ index names must lie inside the directory (UnsafePathError otherwise).
 It also holds what every model file shares at its inputs: `as_input_ids` (ids [B, T], T ≥ 1, integers; errors say
 what was given), `as_attention_mask` and `key_padding_mask` (attention_mask [B, Tk], checked against the ids, with
 1 = token → a boolean [B, 1, 1, Tk] that masks keys only, MODELS.md §0.3), `as_ids` (labels, token types) and
-`ACTIVATIONS` (config strings → functions, §0.4).
+`ACTIVATIONS` (config strings → functions, §0.4), and `EmbeddingsEntry`, the split forward of every
+`*ForSequenceClassification` (`embed` then `forward_embeddings`, so SiFT can perturb the embeddings in between).
 
 Tying follows transformers: a target missing from the file is tied to its source; present and equal, tied;
 present and different, untied (the target gets its own Parameter). Saving writes every state_dict key except
@@ -71,6 +72,21 @@ def as_ids(ids, device: str | None = None) -> tt.Tensor:
         raise RuntimeError(f"ids are a Tensor on {ids.device} but the model is on {device}; "
                            f"move them with .to('{device}') or pass host data (a list or NumPy array)")
     return ids
+
+
+class EmbeddingsEntry:
+    """forward(ids) = forward_embeddings(embed(ids)), and the single-label `loss`: the classifiers of bert.py,
+    classification.py and deberta_v2.py define the two halves. The models take token ids only, so SiFT
+    (train/sift.py) needs this second entry to perturb the embedding layer's output [B, T, E]."""
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
+        """input_ids, token_type_ids, attention_mask [B, T] → logits [B, num_labels]."""
+        return self.forward_embeddings(self.embed(input_ids, token_type_ids, attention_mask), attention_mask)
+
+    @staticmethod
+    def loss(logits: tt.Tensor, labels) -> tt.Tensor:
+        """Single-label classification: mean cross entropy against labels [B]."""
+        return F.cross_entropy(logits, as_ids(labels, logits.device))
 
 
 def model_device(model: nn.Module) -> str:

@@ -91,7 +91,7 @@ def residual(x: tt.Tensor, sublayer: Callable, norm: nn.LayerNorm, dropout: nn.D
     return norm(x + dropout(sublayer(x)))
 
 
-class FeedForward(nn.Module):
+class PositionwiseFeedForward(nn.Module):
     """FFN(x) = max(0, x·W1 + b1)·W2 + b2, applied at every position: [B, T, C] → [B, T, C] (eq. 2)."""
 
     def __init__(self, config: TransformerConfig):
@@ -111,7 +111,7 @@ class EncoderLayer(nn.Module):
         self.norm_first = config.norm_first
         self.self_attn = nn.MultiHeadAttention(config.d_model, config.n_heads)
         self.self_attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.feed_forward = FeedForward(config)
+        self.feed_forward = PositionwiseFeedForward(config)
         self.feed_forward_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -140,7 +140,7 @@ class DecoderLayer(nn.Module):
         self.self_attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.cross_attn = nn.MultiHeadAttention(config.d_model, config.n_heads, fused_qkv=False)
         self.cross_attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.feed_forward = FeedForward(config)
+        self.feed_forward = PositionwiseFeedForward(config)
         self.feed_forward_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 

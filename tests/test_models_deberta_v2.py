@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import tinytensor as tt
 from models.deberta_v2 import (DebertaV2Config, DebertaV2ForMaskedLM, DebertaV2ForSequenceClassification,
-                               DebertaV2Model, log_bucket_position, relative_index)
+                               DebertaV2Model, bucketed_relative_index, log_bucket_position)
 from tinytensor.optim import AdamW
 
 FIXTURE = Path(__file__).parent / "fixtures" / "deberta_v2"
@@ -110,7 +110,7 @@ def test_log_buckets_keep_short_distances_and_compress_long_ones_symmetrically()
     assert np.array_equal(buckets[np.abs(relative) <= 4], relative[np.abs(relative) <= 4])
     assert np.array_equal(buckets, -buckets[::-1]) and np.all(np.diff(buckets) >= 0)
     assert buckets[relative == 15] == 7 and buckets[relative == 5] == 5   # mrp − 1 → 2·mid − 1; past it, clipped:
-    index = relative_index(30, 8, 8, 16)
+    index = bucketed_relative_index(30, 8, 8, 16)
     assert index.min() == 0 and index.max() == 15 and np.array_equal(np.diag(index), np.full(30, 8))
 
 
