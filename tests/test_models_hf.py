@@ -4,8 +4,10 @@ Each test rewrites the committed GPT-2 fixture (tests/fixtures/gpt2/checkpoint, 
 another form in a temporary directory, and checks that the model loads to the same logits or fails naming what
 is wrong. The key list, shapes, dtypes and metadata transformers wrote are recorded in reference.json.
 """
+import ast
 import json
 import shutil
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import safetensors
 import safetensors.numpy
 
 import tinytensor as tt
+from models import bert, classification
 from models.gpt2 import GPT2LMHeadModel, GPT2Model
 from models.hf import read_weights
 from tinytensor.io import CheckpointError
@@ -181,3 +184,18 @@ def test_an_unsupported_config_value_is_named(tmp_path, flag, value):
     config = {**json.loads((CHECKPOINT / "config.json").read_text()), flag: value}
     with pytest.raises(ValueError, match=flag):
         GPT2LMHeadModel.from_pretrained(write_checkpoint(tmp_path, read_weights(CHECKPOINT), config))
+
+
+def test_every_class_name_in_models_is_defined_once():
+    """One class per name across models/ (issue 17): `from models.x import Name` never depends on which x."""
+    where = defaultdict(list)
+    for path in sorted((Path(__file__).parent.parent / "models").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                where[node.name].append(path.name)
+    assert {name: files for name, files in where.items() if len(files) > 1} == {}
+
+
+def test_classification_reexports_berts_classifier_rather_than_defining_another():
+    assert classification.BertForSequenceClassification is bert.BertForSequenceClassification
+    assert classification.CLASSIFIERS["bert"][1] is bert.BertForSequenceClassification
