@@ -50,6 +50,11 @@ OPS_WITH_SCALARS = {
     "attention_masks": lambda x: F.scaled_dot_product_attention(x[None], x[None], x[None], dropout_p=0.2,
                                                                 attn_mask=_on(x, np.ones((2, 2)))),
     "linear": lambda x: F.linear(x, x, x[0, :2]), "clone": tt.clone,
+    "remainder": lambda x: x % 0.7, "rremainder": lambda x: 5 % x, "fmod": lambda x: tt.fmod(x, 2),
+    "floor_divide": lambda x: x // 0.3 + x, "rfloor_divide": lambda x: 4.0 // x + x,
+    "index_select": lambda x: x.index_select(1, _on(x, [2, 0, 2])),
+    "scatter": lambda x: x.scatter(1, _on(x, _IDS), 0.5), "scatter_src": lambda x: x.scatter(1, _on(x, _IDS), x * 2),
+    "scatter_add": lambda x: x.scatter_add(1, _on(x, _IDS), x), "expand_as": lambda x: x.expand_as(x[None]),
 }
 
 

@@ -261,6 +261,18 @@ class Tensor:
     def __rpow__(self, other):
         return ops.pow(other, self)
 
+    def __floordiv__(self, other):
+        return ops.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return ops.floor_divide(other, self)
+
+    def __mod__(self, other):
+        return ops.remainder(self, other)
+
+    def __rmod__(self, other):
+        return ops.remainder(other, self)
+
     def __neg__(self):
         return ops.neg(self)
 
@@ -453,6 +465,33 @@ class Tensor:
     def repeat(self, *sizes):
         return ops.repeat(self, *sizes)
 
+    def expand_as(self, other):
+        return ops.expand(self, *other.shape)
+
+    def view_as(self, other):
+        return ops.view(self, *other.shape)
+
+    def reshape_as(self, other):
+        return ops.reshape(self, *other.shape)
+
+    def index_select(self, dim, index):
+        return ops.index_select(self, dim, index)
+
+    def scatter(self, dim, index, src=None, *, value=None, reduce=None):
+        return ops.scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_add(self, dim, index, src):
+        return ops.scatter_add(self, dim, index, src)
+
+    def floor_divide(self, other):
+        return ops.floor_divide(self, other)
+
+    def remainder(self, other):
+        return ops.remainder(self, other)
+
+    def fmod(self, other):
+        return ops.fmod(self, other)
+
     # ---- in-place methods (tinytensor.ops.inplace: PyTorch's rules for leaves and for graphs) ---------------------
     def add_(self, other, *, alpha=1):
         return ops.inplace.add_(self, other, alpha)
@@ -486,6 +525,12 @@ class Tensor:
 
     def uniform_(self, a=0.0, b=1.0):
         return ops.inplace.uniform_(self, a, b)
+
+    def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+        return ops.inplace.scatter_(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_add_(self, dim, index, src):
+        return ops.inplace.scatter_add_(self, dim, index, src)
 
     __iadd__ = add_
     __isub__ = sub_

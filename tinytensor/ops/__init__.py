@@ -18,6 +18,8 @@ from tinytensor.ops.nn import (cross_entropy, dropout, embedding, layer_norm, lo
 from tinytensor.ops.shape import (cat, chunk, contiguous, expand, flatten, gather, getitem, index_arrays, pad, permute,
                                   repeat, reshape, roll, split, squeeze, stack, transpose, tril, triu, unsqueeze, view)
 from tinytensor.ops.sort import argsort, sort, topk
+from tinytensor.ops.rounding import floor_divide, fmod, remainder
+from tinytensor.ops.scatter import index_select, scatter, scatter_add
 from tinytensor.ops import inplace  # noqa: I001 - after the families it builds on
 
 __all__ = [name for name, value in globals().items() if not name.startswith("_") and callable(value)]

@@ -19,6 +19,7 @@ from tinytensor import autograd, backend
 from tinytensor.ops._util import lift
 from tinytensor.ops.creation import rand, randn
 from tinytensor.ops.elementwise import add, cast, clamp, clone, div, masked_fill, mul, sub, to_device, where
+from tinytensor.ops.scatter import scatter, scatter_add
 from tinytensor.ops.shape import expand
 from tinytensor.tensor import Tensor
 
@@ -92,6 +93,14 @@ def normal_(target: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 def uniform_(target: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
     return write(target, lambda t: rand(*t.shape, dtype=_float(t), device=t.device) * (high - low) + low, "uniform_")
+
+
+def scatter_(target: Tensor, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor:
+    return write(target, lambda t: scatter(t, dim, index, src, value=value, reduce=reduce), "scatter_")
+
+
+def scatter_add_(target: Tensor, dim: int, index, src: Tensor) -> Tensor:
+    return write(target, lambda t: scatter_add(t, dim, index, src), "scatter_add_")
 
 
 def _everywhere(t: Tensor) -> Tensor:

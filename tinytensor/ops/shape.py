@@ -9,6 +9,7 @@ from __future__ import annotations
 from tinytensor import backend
 from tinytensor.autograd import Function
 from tinytensor.ops._util import shape_arg
+from tinytensor.ops.scatter import as_index_array, check_along_axis_shapes, check_index_range
 from tinytensor.tensor import Tensor
 
 
@@ -237,10 +238,15 @@ def _open_grid(xp, shape: tuple) -> list:
 
 
 def gather(a: Tensor, dim: int, index) -> Tensor:
-    index = index.data if isinstance(index, Tensor) else index
-    if index.ndim != a.ndim:
-        raise ValueError(f"gather: index has {index.ndim} dims but the input shape {a.shape} has {a.ndim}")
-    return Gather.apply(a, index=index, axis=dim % a.ndim)
+    """torch.gather: out[i][j][k] = a[index[i][j][k]][j][k] for dim 0 (likewise for the others). out has index's
+    shape, which may be smaller than a's on the other axes (their leading part is read); ids lie in [0, a.shape[dim])
+    (ops/scatter.py holds the checks, shared with scatter)."""
+    index = as_index_array("gather", a, index)
+    axis = check_along_axis_shapes("gather", a.shape, dim, index)
+    check_index_range("gather", a.xp, index, a.shape[axis], axis)
+    if any(n < m for i, (n, m) in enumerate(zip(index.shape, a.shape)) if i != axis):
+        a = getitem(a, tuple(slice(None) if i == axis else slice(0, n) for i, n in enumerate(index.shape)))
+    return Gather.apply(a, index=index, axis=axis)
 
 
 class Triangle(Function):
