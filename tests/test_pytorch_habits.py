@@ -565,3 +565,21 @@ def test_save_and_load_a_tensor_and_refuse_what_would_need_pickle(tmp_path):
     assert torch.load(path).tolist() == [0, 1, 2, 3]
     with pytest.raises(TypeError, match="never pickle"):
         torch.save({"model": {}, "iter_num": 3}, tmp_path / "checkpoint.pt")
+
+
+def test_indexing_idioms_gather_scatter_index_select_and_modular_arithmetic():
+    logits = torch.randn(4, 6, requires_grad=True)
+    targets = torch.tensor([1, 5, 0, 3])
+    picked = logits.gather(1, targets.unsqueeze(1)).squeeze(1)          # the target logit of every row
+    one_hot = torch.zeros_like(logits).scatter_(1, targets.unsqueeze(1), 1.0)
+    np.testing.assert_allclose(picked.detach().numpy(), (logits * one_hot).sum(dim=1).detach().numpy(), rtol=1e-6)
+    counts = torch.zeros(6).scatter_add(0, targets, torch.ones(4))    # a histogram of the labels
+    assert counts.tolist() == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    rows = logits.index_select(0, torch.tensor([3, 0]))
+    picked.sum().backward()
+    assert logits.grad.tolist() == one_hot.tolist() and rows.shape == (2, 6)
+    step = torch.arange(10)
+    assert (step % 4).tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1] and (step // 4).tolist()[-3:] == [1, 2, 2]
+    assert torch.fmod(torch.tensor([-3.0, 3.0]), 2).tolist() == [-1.0, 1.0]
+    bias = torch.zeros(6).expand_as(logits)
+    assert bias.shape == logits.shape and logits.view_as(one_hot.t().contiguous()).shape == (6, 4)

@@ -9,8 +9,8 @@ weak Python scalars). Integer division by zero raises ZeroDivisionError (PyTorch
 with a warning; on a GPU the error comes with the next transfer to the host, `backend.check_later`). Float
 division by zero gives inf or nan, as in PyTorch.
 
-Gradients: the quotient is piecewise constant, so floor_divide's gradient is zero wherever it exists (PyTorch's
-floor_divide has no backward and raises; its `div(rounding_mode="floor")` gives these zeros). For the remainders
+Gradients: the quotient is piecewise constant, so floor_divide's gradient is zero wherever it exists (as for
+PyTorch's `div(rounding_mode="floor")`): a graph through `x // n` runs backward and passes nothing. For the remainders
 d/da = 1 and d/db = −q, with q the rounded quotient the forward used (floor for remainder, trunc for fmod); at the
 jumps (a/b an integer) the gradient is that of one side's piece.
 """
