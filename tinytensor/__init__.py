@@ -25,7 +25,7 @@ from tinytensor.backend import (bfloat16, bool_, cuda_is_available, device, floa
                                 float64, get_rng_state, int32, int64, manual_seed, set_rng_state)
 from tinytensor.ops import *  # noqa: E402,F403 - the op functions are the top-level API, as in torch
 from tinytensor.tensor import Tensor  # noqa: E402
-from tinytensor.gradcheck import gradcheck  # noqa: E402,I001 - gradcheck builds on the ops above
+from tinytensor.gradcheck import gradcheck, gradgradcheck  # noqa: E402,I001 - gradcheck builds on the ops above
 from tinytensor import nn, optim  # noqa: E402,I001 - `import torch` reaches torch.nn and torch.optim too
 from tinytensor.serialization import load, save  # noqa: E402
 

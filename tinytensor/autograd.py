@@ -18,6 +18,29 @@ as soon as the user drops them and nothing but `save_for_backward` keeps memory 
 `backward` sorts the nodes topologically without recursion (graphs 100,000 deep work), hands each node the sum
 of its output's gradients, and reduces broadcast gradients to the input's shape in one place (`sum_to`).
 Saved arrays are released after use unless `retain_graph=True`.
+
+Gradients of gradients (`create_graph=True`, `grad(...)`)
+---------------------------------------------------------
+`backward` works on raw arrays: the fast path, and the only one a first-order training step takes. With
+`create_graph=True` (`loss.backward(create_graph=True)` or `tt.autograd.grad(..., create_graph=True)`) the gradients
+are Tensors and every node's backward is itself recorded, so the resulting `.grad` (or returned gradient) can be
+differentiated again: Hessian-vector products, gradient penalties, Newton steps, `gradgradcheck`. Each node then
+runs `graph_backward`, which takes one of two routes, so no op carries a second copy of its backward:
+
+1. Primitive ops (add, mul, matmul, exp, sum, reshape, indexing, …) run their ordinary `backward` on Tensors. Their
+   backward is written against `self.xp` and array operators that Tensors share (`*`, `/`, `.reshape`, `.sum`,
+   `@`, `[...]`); under create_graph `self.xp` is `ops.graph_xp.GraphXp`, whose `exp`, `where`, `matmul`, … are
+   Tensor ops, and each saved array stands for a Tensor of the graph: an array the op saved that *is* one of its
+   inputs is that input (with its history), its output is the output, and anything else (a mask, indices) is a
+   constant. So `Exp` saving its output and returning `grad * out` differentiates twice with no extra code.
+2. Fused ops (layer norm, cross-entropy, attention, GELU, …) keep their analytic raw-array backward for first
+   order, and also a `composed` method: the same output built from primitive ops (the plain versions a learner
+   reads first, `ops/composed.py`). Under create_graph the engine runs `composed` on the op's inputs and
+   differentiates that (`grad(..., create_graph=True)`), so the second derivative of a fused op is exactly the
+   derivative of its textbook definition, tested equal to the fused op. This costs a forward pass of the plain
+   version, only when create_graph is on: the first-order path is untouched.
+
+`create_graph=True` implies `retain_graph=True` (the second backward walks the first graph again), as in PyTorch.
 """
 from __future__ import annotations
 
@@ -164,6 +187,7 @@ class Function:
             _check_finite(out.data, f"forward of {cls.__name__}")
         if record:
             fn._link(inputs)
+            fn.output_id = id(out.data)
             out._node = fn
         else:
             fn.saved = ()
@@ -175,11 +199,12 @@ class Function:
             (t._node if t._node is not None else t) if t.requires_grad else None for t in inputs
         )
         self.input_shapes = tuple(t.data.shape for t in inputs)
+        self.input_ids = tuple(id(t.data) for t in inputs)  # which saved arrays are inputs (create_graph, below)
         self.retained_output = None
         self.released = False
         self.recorded_at = _write_epoch
 
-    def _run_backward(self, grad, retain_graph: bool):
+    def _run_backward(self, grad, retain_graph: bool, create_graph: bool = False):
         if self.released:
             raise RuntimeError(
                 f"backward through {type(self).__name__} a second time: its saved arrays were freed by the first "
@@ -187,13 +212,86 @@ class Function:
             )
         if self.recorded_at != _write_epoch:  # an in-place write happened since: were our saved arrays hit?
             _check_saved_unmodified(self)
-        grads = self.backward(grad)
+        grads = self.graph_backward(grad) if create_graph else self.backward(grad)
         if not isinstance(grads, tuple):
             grads = (grads,)
         if not retain_graph:
             self.saved = ()
             self.released = True
         return grads
+
+    # ---- create_graph=True: the backward recorded as Tensor ops (see the module docstring) ----------------------
+    def graph_backward(self, grad):
+        """`backward` with `grad` a Tensor, recorded in the graph: through `composed` for a fused op that has one,
+        else the op's own `backward` run on Tensors."""
+        if hasattr(self, "composed"):
+            return self._backward_through_composed(grad)
+        from tinytensor.ops.graph_xp import GraphXp
+
+        arrays, xp = self.saved, self.xp
+        self.saved, self.xp = tuple(self._saved_as_tensor(a) for a in arrays), GraphXp(xp)
+        try:
+            return self.backward(grad)
+        finally:
+            self.saved, self.xp = arrays, xp
+
+    def _saved_as_tensor(self, array):
+        """A saved float array as a Tensor of the graph: this node's output, one of its inputs (with its history),
+        or a constant. Identity decides: the ids were taken while the saved arrays and the inputs were all alive."""
+        from tinytensor.tensor import Tensor
+
+        if not hasattr(array, "shape") or not backend.is_floating(array.dtype):
+            return array  # indices and masks stay arrays: they are never differentiated
+        if id(array) == self.output_id:
+            return _graph_tensor(array, self)
+        if id(array) in self.input_ids:
+            step = self.next_steps[self.input_ids.index(id(array))]
+            return step if isinstance(step, Tensor) else _graph_tensor(array, step)
+        return Tensor._wrap(array)
+
+    def _input_tensors(self) -> list:
+        """Every input of this node as a Tensor of the graph; a fused op with `composed` saves all its inputs."""
+        by_id = {id(a): a for a in self.saved if hasattr(a, "shape")}
+        inputs = []
+        for array_id, step in zip(self.input_ids, self.next_steps):
+            if array_id not in by_id and not (step is not None and not isinstance(step, Function)):
+                raise RuntimeError(f"{type(self).__name__} has a `composed` version but did not save input arrays")
+            inputs.append(self._saved_as_tensor(by_id[array_id]) if array_id in by_id else step)
+        return inputs
+
+    def _backward_through_composed(self, grad):
+        """Differentiate the plain version of this fused op (`self.composed`) at the same inputs."""
+        inputs = self._input_tensors()
+        wanted = [i for i, need in enumerate(self.needs_input_grad) if need and inputs[i].requires_grad]
+        for i in wanted:  # one alias per input: a tensor passed twice gets its two gradients separately
+            inputs[i] = _Alias.apply(inputs[i])
+        with enable_grad():
+            out = self.composed(*inputs)
+        found = _gradients([out], [inputs[i] for i in wanted], [grad], retain_graph=True, create_graph=True,
+                           allow_unused=True)
+        grads = [None] * len(inputs)
+        for i, g in zip(wanted, found):
+            grads[i] = g
+        return tuple(grads)
+
+
+def _graph_tensor(array, node):
+    """A Tensor holding `array` whose gradient flows into `node` (None: a constant)."""
+    from tinytensor.tensor import Tensor
+
+    tensor = Tensor._wrap(array, requires_grad=node is not None)
+    tensor._node = node
+    return tensor
+
+
+class _Alias(Function):
+    """The identity as a node of its own (see `_backward_through_composed`)."""
+
+    def forward(self, a):
+        return a
+
+    def backward(self, grad):
+        return grad
 
 
 # ---- in-place writes (PyTorch's version counter, by memory) ---------------------------------------------------------
@@ -267,15 +365,17 @@ def add_hook(tensor, hook) -> RemovableHandle:
 def _run_hooks(hooks, grad):
     from tinytensor.tensor import Tensor
 
+    as_tensor = isinstance(grad, Tensor)  # create_graph=True: gradients are Tensors and stay Tensors
     for hook in hooks:
-        replaced = hook(Tensor._wrap(grad))
+        replaced = hook(grad if as_tensor else Tensor._wrap(grad))
         if replaced is not None:
-            grad = replaced.data if isinstance(replaced, Tensor) else replaced
+            grad = replaced if as_tensor or not isinstance(replaced, Tensor) else replaced.data
     return grad
 
 
 def sum_to(grad, shape: tuple):
-    """Reduce a broadcast gradient back to `shape`: sum the leading axes and the axes that were 1 (tinygrad)."""
+    """Reduce a broadcast gradient back to `shape`: sum the leading axes and the axes that were 1 (tinygrad).
+    Works on arrays and, under create_graph, on Tensors (the same methods)."""
     if grad.shape == shape:
         return grad
     lead = grad.ndim - len(shape)
@@ -284,15 +384,15 @@ def sum_to(grad, shape: tuple):
     return reduced.reshape(shape)
 
 
-def _topological_order(root) -> list:
-    """Nodes reachable from `root`, each after every node that feeds gradient into it (iterative DFS).
+def _topological_order(roots) -> list:
+    """Nodes reachable from `roots`, each after every node that feeds gradient into it (iterative DFS).
 
     A node is marked visited when it is expanded, not when it is pushed: a node pushed early by one consumer and
     reached again through a longer path must be expanded under the later consumer, or it would be ordered before
     that consumer and miss its gradient.
     """
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(root, False) for root in reversed(roots)]
     while stack:
         node, children_done = stack.pop()
         if children_done:
@@ -309,49 +409,164 @@ def _topological_order(root) -> list:
     return order
 
 
-def _accumulate_leaf(leaf, grad, handed_out: set) -> None:
-    """Add `grad` into `leaf.grad`. The first gradient is stored without a copy only when nothing else can see it:
-    an array that owns its memory and has not been handed to another tensor in this backward pass."""
+def _leading_to(order: list, targets: set) -> set:
+    """ids of the nodes in `order` from which some target (a node or leaf id) can be reached: the only nodes
+    `grad(outputs, inputs)` needs to run. Producers come after consumers in `order`, so walk it backwards."""
+    needed = set()
+    for node in reversed(order):
+        if any(id(step) in targets or id(step) in needed for step in node.next_steps if step is not None):
+            needed.add(id(node))
+    return needed
+
+
+def _adopt(grad, handed_out: set):
+    """`grad` as a Tensor nobody else holds: an array that owns its memory and was not handed out already is
+    taken without a copy; a Tensor (create_graph) is taken as it is."""
     from tinytensor.tensor import Tensor
 
-    if leaf.grad is not None:
-        leaf.grad.data = leaf.grad.data + grad
-        return
+    if isinstance(grad, Tensor):
+        return grad
     private = getattr(grad, "base", None) is None and getattr(grad.flags, "writeable", True)
     if not private or id(grad) in handed_out:
         grad = grad.copy()
     handed_out.add(id(grad))
-    leaf.grad = Tensor._wrap(grad)
+    return Tensor._wrap(grad)
 
 
-def run_backward(tensor, grad, retain_graph: bool = False) -> None:
-    """Propagate `grad` (an array shaped like `tensor`) to every leaf that requires grad."""
-    handed_out = {id(grad)}  # the caller's gradient array is never adopted as a .grad
-    if tensor._node is None:
-        _accumulate_leaf(tensor, _run_hooks(getattr(tensor, "_hooks", ()), grad), handed_out)
-        return
-    pending = {id(tensor._node): grad}
-    hooked_leaves: dict[int, list] = {}  # leaves with hooks get their total gradient at the end
-    for node in _topological_order(tensor._node):
+def _accumulate_leaf(leaf, grad, handed_out: set) -> None:
+    """Add `grad` into `leaf.grad` (a differentiable sum under create_graph)."""
+    if leaf.grad is None:
+        leaf.grad = _adopt(grad, handed_out)
+    elif leaf.grad.requires_grad or not hasattr(grad, "flags"):
+        leaf.grad = leaf.grad + grad
+    else:
+        leaf.grad.data = leaf.grad.data + grad
+
+
+def _propagate(roots: list, retain_graph: bool, create_graph: bool, targets: list | None = None) -> dict | None:
+    """The graph walk. `roots` pairs tensors with their gradients (arrays, or Tensors under create_graph).
+
+    Without `targets` every leaf that requires grad accumulates its gradient into `.grad` (`backward`). With
+    `targets` (tensors, `grad(...)`) nothing is accumulated: only the nodes leading to a target run, and the
+    total gradient reaching each target is returned, keyed by id of its node (non-leaf) or of itself (leaf).
+    """
+    handed_out = {id(grad) for _, grad in roots}  # the caller's gradient arrays are never adopted as a .grad
+    pending: dict[int, object] = {}
+    hooked_leaves: dict[int, list] = {}  # leaves with hooks (and targets) get their total gradient at the end
+    captured = None if targets is None else {id(t._node if t._node is not None else t): None for t in targets}
+
+    def send(step, grad) -> None:
+        if isinstance(step, Function):
+            key = id(step)
+            pending[key] = pending[key] + grad if key in pending else grad
+        elif captured is not None or getattr(step, "_hooks", None):
+            if captured is None or id(step) in captured:
+                total = hooked_leaves.setdefault(id(step), [step, None])
+                total[1] = grad if total[1] is None else total[1] + grad
+        else:
+            _accumulate_leaf(step, grad, handed_out)
+
+    nodes = []
+    for tensor, grad in roots:
+        send(tensor._node if tensor._node is not None else tensor, grad)
+        if tensor._node is not None:
+            nodes.append(tensor._node)
+    order = _topological_order(nodes)
+    needed = None if captured is None else _leading_to(order, set(captured))
+    for node in order:
+        if id(node) not in pending:  # only roots of other branches of a multi-output grad(...)
+            continue
         node_grad = _run_hooks(node._hooks, pending.pop(id(node)))
-        _set_retained_grad(node, node_grad, handed_out)
-        input_grads = node._run_backward(node_grad, retain_graph)
+        if captured is None:
+            _set_retained_grad(node, node_grad, handed_out)
+        else:
+            if id(node) in captured:
+                captured[id(node)] = node_grad
+            if id(node) not in needed:
+                continue
+        input_grads = node._run_backward(node_grad, retain_graph, create_graph)
         for step, shape, input_grad in zip(node.next_steps, node.input_shapes, input_grads):
             if step is None or input_grad is None:
                 continue
+            if create_graph and not hasattr(input_grad, "_node"):  # a constant array from a Tensor backward
+                input_grad = _graph_tensor(input_grad, None)
             if _anomaly_mode:
-                _check_finite(input_grad, f"backward of {type(node).__name__}")
-            input_grad = sum_to(input_grad, shape)
-            if isinstance(step, Function):
-                key = id(step)
-                pending[key] = pending[key] + input_grad if key in pending else input_grad
-            elif getattr(step, "_hooks", None):
-                total = hooked_leaves.setdefault(id(step), [step, None])
-                total[1] = input_grad if total[1] is None else total[1] + input_grad
-            else:
-                _accumulate_leaf(step, input_grad, handed_out)
+                _check_finite(input_grad.data if create_graph else input_grad, f"backward of {type(node).__name__}")
+            send(step, sum_to(input_grad, shape))
     for leaf, total in hooked_leaves.values():
-        _accumulate_leaf(leaf, _run_hooks(leaf._hooks, total), handed_out)
+        total = _run_hooks(getattr(leaf, "_hooks", ()) or (), total)
+        if captured is None:
+            _accumulate_leaf(leaf, total, handed_out)
+        else:
+            captured[id(leaf)] = total
+    return captured
+
+
+def run_backward(tensor, grad, retain_graph: bool = False, create_graph: bool = False) -> None:
+    """Propagate `grad` (an array shaped like `tensor`, or a Tensor under create_graph) to every leaf that
+    requires grad."""
+    if create_graph:
+        with enable_grad():
+            _propagate([(tensor, grad)], True if retain_graph is None else retain_graph, True)
+    else:
+        _propagate([(tensor, grad)], bool(retain_graph), False)
+
+
+def _gradients(outputs: list, inputs: list, grad_outputs: list, retain_graph: bool, create_graph: bool,
+               allow_unused: bool) -> tuple:
+    with enable_grad() if create_graph else no_grad():
+        captured = _propagate(list(zip(outputs, grad_outputs)), retain_graph, create_graph, targets=inputs)
+    handed_out: set = set()
+    results = []
+    for position, tensor in enumerate(inputs):
+        found = captured[id(tensor._node if tensor._node is not None else tensor)]
+        if found is None and not allow_unused:
+            raise RuntimeError(f"grad: input {position} (shape {tensor.shape}) was not used to compute the outputs; "
+                               "pass allow_unused=True to get None for it")
+        results.append(None if found is None else _adopt(found, handed_out))
+    return tuple(results)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple:
+    """The gradients of `outputs` with respect to `inputs`, as a tuple of Tensors (PyTorch's torch.autograd.grad).
+
+    Nothing is accumulated into any `.grad`. `outputs` and `inputs` are Tensors or sequences of them; inputs may be
+    leaves or intermediate tensors, and must require grad. `grad_outputs` (one per output, shaped like it) weights
+    the outputs; it may be omitted for outputs of one element. With `create_graph=True` the returned gradients are
+    recorded in the graph and can be differentiated again; `retain_graph` defaults to `create_graph`. An input the
+    outputs do not depend on is an error, or None with `allow_unused=True`.
+    """
+    from tinytensor.tensor import Tensor, _to_array
+
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    given = [None] * len(outputs) if grad_outputs is None else \
+        [grad_outputs] if isinstance(grad_outputs, Tensor) else list(grad_outputs)
+    if len(given) != len(outputs):
+        raise ValueError(f"grad: {len(given)} grad_outputs for {len(outputs)} outputs")
+    for position, tensor in enumerate(inputs):
+        if not isinstance(tensor, Tensor) or not tensor.requires_grad:
+            raise RuntimeError(f"grad: input {position} does not require grad, so it has no gradient; create it "
+                               "with requires_grad=True")
+    roots = []
+    for position, (out, weight) in enumerate(zip(outputs, given)):
+        if not out.requires_grad:
+            raise RuntimeError(f"grad: output {position} does not require grad (was it made under no_grad?)")
+        if weight is None:
+            if out.data.size != 1:
+                raise RuntimeError(f"grad: output {position} has shape {out.shape}; pass grad_outputs for outputs "
+                                   "of more than one element")
+            weight = out.xp.ones_like(out.data)
+        elif isinstance(weight, Tensor):
+            weight = weight if create_graph else weight.data
+        else:
+            weight = _to_array(weight, out.dtype, out.device)
+        if weight.shape != out.shape:
+            raise ValueError(f"grad: grad_outputs[{position}] has shape {weight.shape}, output {out.shape}")
+        roots.append(_graph_tensor(weight, None) if create_graph and not isinstance(weight, Tensor) else weight)
+    retain_graph = create_graph if retain_graph is None else retain_graph
+    return _gradients(outputs, inputs, roots, retain_graph, create_graph, allow_unused)
 
 
 def _set_retained_grad(node, grad, handed_out: set) -> None:

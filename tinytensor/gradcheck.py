@@ -6,6 +6,11 @@ sum to a constant, so d(sum)/dx is zero whether or not the backward is right (De
 
     tt.gradcheck(lambda x, w: F.layer_norm(x, (4,), w), [x, w])   # True, or raises GradcheckError
 
+`gradgradcheck` checks second derivatives the same way: it gradchecks the function that maps the inputs and
+random output weights v to the gradients ∂⟨fn(x), v⟩/∂x, computed by `autograd.grad(..., create_graph=True)`.
+
+    tt.gradgradcheck(lambda x: F.softmax(x, -1), [x])          # True, or raises GradcheckError
+
 Full mode perturbs every element of every input that requires grad: ∂L/∂x_i ≈ (L(x + εe_i) − L(x − εe_i))/2ε.
 Fast mode checks one random direction v per input: (L(x + εv) − L(x − εv))/2ε against ⟨∇L, v⟩, which costs two
 forward passes instead of two per element and still catches almost every wrong backward.
@@ -16,8 +21,8 @@ from collections.abc import Callable, Sequence
 
 import numpy
 
-from tinytensor import backend
-from tinytensor.autograd import no_grad
+from tinytensor import autograd, backend
+from tinytensor.autograd import enable_grad, no_grad
 from tinytensor.tensor import Tensor
 
 
@@ -127,3 +132,34 @@ def _check_direction(t, grad, objective, position, eps, atol, rtol, rng) -> None
             f"directional derivative of input {position} (shape {t.shape}) is wrong: analytic {analytic:.10g}, "
             f"finite differences {numeric:.10g} (atol {atol}, rtol {rtol})"
         )
+
+
+def gradgradcheck(fn: Callable, inputs: Sequence[Tensor] | Tensor, *, eps: float = 1e-6, atol: float = 1e-5,
+                  rtol: float = 1e-3, fast: bool = False, seed: int = 0) -> bool:
+    """True when `fn`'s second derivatives match finite differences of its first derivatives; else raises.
+
+    The first derivatives are g(x, v) = ∂⟨fn(x), v⟩/∂x with v random output weights (PyTorch's grad_outputs),
+    taken with `create_graph=True`; `gradcheck` then checks g's backward (the double backward of fn) with respect
+    to x and v. Same rules as `gradcheck`: deterministic `fn`, float64 leaves.
+    """
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    checked = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    for i, t in enumerate(inputs):
+        if isinstance(t, Tensor) and t.requires_grad and t.dtype != backend.float64:
+            raise TypeError(f"gradgradcheck: input {i} is {t.dtype}; second derivatives by finite differences need "
+                            "float64 inputs")
+    if not checked:
+        raise ValueError("gradgradcheck: no input requires grad, so there is nothing to check")
+    rng = numpy.random.default_rng(seed + 1)
+    weights = [Tensor(backend.to_device(rng.standard_normal(o.shape), o.device), requires_grad=True)
+               for o in _as_outputs(fn(*inputs))]
+
+    def first_derivatives(*values):
+        with enable_grad():
+            outputs = [o for o in _as_outputs(fn(*values[:len(inputs)])) if o.requires_grad]
+            wanted = [t for t in values[:len(inputs)] if isinstance(t, Tensor) and t.requires_grad]
+            found = autograd.grad(outputs, wanted, values[len(inputs):][:len(outputs)], create_graph=True,
+                                  allow_unused=True)
+        return tuple(g if g is not None else Tensor._wrap(t.xp.zeros_like(t.data)) for g, t in zip(found, wanted))
+
+    return gradcheck(first_derivatives, [*inputs, *weights], eps=eps, atol=atol, rtol=rtol, fast=fast, seed=seed)

@@ -69,8 +69,13 @@ class Tensor:
         if self._node is not None:
             autograd.retain_output_grad(self)
 
-    def backward(self, grad: Tensor | None = None, retain_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's `.grad`. `grad` is required unless self has one element."""
+    def backward(self, grad: Tensor | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad`. `grad` is required unless self has one element.
+
+        With `create_graph=True` the backward pass is itself recorded: each `.grad` is then a Tensor with a graph,
+        which can be differentiated again (see `tinytensor.autograd`). `retain_graph` defaults to `create_graph`.
+        """
         if not self._requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (was it made under no_grad?)")
         if grad is None:
@@ -86,7 +91,9 @@ class Tensor:
                 grad_array = grad_array.astype(self.dtype)
             if grad_array.shape != self.data.shape:
                 raise ValueError(f"backward: gradient shape {grad_array.shape} != tensor shape {self.data.shape}")
-        autograd.run_backward(self, grad_array, retain_graph)
+        if create_graph:  # the gradient enters the recorded backward as a Tensor (with its own graph, if any)
+            grad_array = grad if isinstance(grad, Tensor) and grad.dtype == self.dtype else Tensor._wrap(grad_array)
+        autograd.run_backward(self, grad_array, retain_graph, create_graph)
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -420,6 +427,10 @@ class Tensor:
 
     def permute(self, *dims):
         return ops.permute(self, *dims)
+
+    def swapaxes(self, axis0, axis1):
+        """transpose under NumPy's name (PyTorch has both), so array code runs on Tensors unchanged."""
+        return ops.transpose(self, axis0, axis1)
 
     def t(self):
         """Transpose a matrix; vectors and scalars come back as they are (PyTorch's t)."""

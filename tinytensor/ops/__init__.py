@@ -8,7 +8,7 @@ from tinytensor.ops.elementwise import (abs, add, cast, clamp, clone, div, eq, e
                                         logical_and, logical_not, logical_or, lt, masked_fill, maximum, minimum,
                                         mul, ne, neg, pow, rsqrt, sigmoid, sqrt, sub, tanh, to_device,
                                         where)
-from tinytensor.ops.activation import gelu, relu, silu
+from tinytensor.ops.activation import erf, gelu, relu, silu
 from tinytensor.ops.attention import packed_self_attention, scaled_dot_product_attention
 from tinytensor.ops.linalg import einsum, linear, matmul
 from tinytensor.ops.reduce import (ValuesIndices, amax, amin, argmax, argmin, cumsum, logsumexp, max, mean, min, norm,

@@ -1,5 +1,7 @@
 """Activation functions: ReLU, SiLU and GELU (exact, through erf, and GPT-2's tanh approximation), and `erf`.
 
+SiLU and GELU are fused; their plain versions (`ops/composed.py`) are what create_graph=True differentiates.
+
 NumPy has no erf, so this file carries two: Hart's rational fits for float64 (exact to rounding, for parity with
 Hugging Face in float64) and Abramowitz & Stegun 7.1.26 for float32 (five times fewer passes). GELU's chains of
 passes run slice by slice through `backend.map_slices`, so their temporaries stay in cache.
@@ -37,6 +39,11 @@ class Silu(Function):
         a, sig = self.saved
         return grad * (sig * (1 + a * (1 - sig)))
 
+    def composed(self, a):
+        from tinytensor.ops import composed
+
+        return composed.silu(a)
+
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _INV_SQRT_2 = 1 / math.sqrt(2)
@@ -60,10 +67,27 @@ class Gelu(Function):
         derivative = _tanh_gelu_derivative if self.approximate == "tanh" else _gelu_derivative
         return backend.map_slices(derivative, grad, a, cdf)
 
+    def composed(self, a):
+        from tinytensor.ops import composed
+
+        return composed.gelu(a, self.approximate)
+
+
+class Erf(Function):
+    """The error function; d/dx erf(x) = 2/√π·e^(−x²)."""
+
+    def forward(self, a):
+        self.save_for_backward(a)
+        return erf_array(self.xp, a)
+
+    def backward(self, grad):
+        a = self.saved[0]
+        return grad * (2 / math.sqrt(math.pi)) * self.xp.exp(-(a * a))
+
 
 def _normal_cdf(x):
     """Φ(x) = (1 + erf(x/√2))/2."""
-    out = erf(backend.array_module(x), x * _INV_SQRT_2)
+    out = erf_array(backend.array_module(x), x * _INV_SQRT_2)
     out += 1
     out *= 0.5
     return out
@@ -123,6 +147,11 @@ def silu(a: Tensor) -> Tensor:
     return Silu.apply(a)
 
 
+def erf(a: Tensor) -> Tensor:
+    require_floating("erf", a)
+    return Erf.apply(a)
+
+
 def gelu(a: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -158,12 +187,12 @@ def _polynomial(xp, coefficients, x):
     return result
 
 
-def erf(xp, x):
+def erf_array(xp, x):
     """The error function on an array (NumPy has none). float64 takes the rational fits (exact to rounding);
     float32 and float16 (computed in float32) take Abramowitz & Stegun 7.1.26 (within 1.5e-7 + 4 float32 ulps of 1),
     slice by slice on the CPU."""
     if x.ndim == 0:  # ufuncs return scalars, not arrays, for 0-d inputs
-        return erf(xp, x.reshape(1)).reshape(())
+        return erf_array(xp, x.reshape(1)).reshape(())
     if x.dtype == backend.float64:
         return _erf_rational(xp, x)
     single = x.astype(backend.float32, copy=False)

@@ -11,9 +11,11 @@ import math
 
 from tinytensor import backend
 from tinytensor.autograd import Function
+from tinytensor.ops import composed
 from tinytensor.ops._util import require_floating
-from tinytensor.ops.nn import stable_softmax, dropout_mask
+from tinytensor.ops.nn import dropout_mask, stable_softmax
 from tinytensor.tensor import Tensor
+
 
 class ScaledDotProductAttention(Function):
     """softmax(q·kᵀ·scale + mask)·v (Vaswani et al. 2017, eq. 1), fused, with grouped-query heads.
@@ -27,15 +29,19 @@ class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, keep=None, bias=None, scale=1.0, dropout_p=0.0):
         *lead, heads, q_len, head_dim = q.shape
         kv_heads = k.shape[-3]
-        self.q_shape, self.scale = q.shape, scale
+        self.q_shape, self.scale, self.masks = q.shape, scale, (keep, bias)
         q5 = q.reshape(*lead, kv_heads, heads // kv_heads, q_len, head_dim)
         k5, v5 = k[..., None, :, :], v[..., None, :, :]
         out, saved = _attend(self.xp, q5, k5, v5, keep, bias, scale, dropout_p)
-        self.save_for_backward(q5, k5, v5, *saved)
+        self.save_for_backward(q5, k5, v5, *saved, q, k, v)  # q, k, v for `composed`
         return out.reshape(q.shape)
 
+    def composed(self, q, k, v):
+        return composed.scaled_dot_product_attention(q, k, v, *self.masks, self.scale,
+                                                     _dropout_mask_of(self.saved[5], q.shape))
+
     def backward(self, grad):
-        q5, k5, v5, *saved = self.saved
+        q5, k5, v5, *saved = self.saved[:7]
         grad_q, grad_k, grad_v = _attend_backward(self.xp, grad.reshape(q5.shape), q5, k5, v5, saved, self.scale,
                                                   self.needs_input_grad)
         return (grad_q.reshape(self.q_shape) if grad_q is not None else None,
@@ -55,7 +61,7 @@ class PackedSelfAttention(Function):
     def forward(self, qkv, num_heads=1, keep=None, bias=None, scale=1.0, dropout_p=0.0):
         xp = self.xp
         batch, time, width = qkv.shape
-        self.scale, self.qkv_shape = scale, qkv.shape
+        self.scale, self.qkv_shape, self.masks = scale, qkv.shape, (keep, bias)
         q5, k5, v5 = _split_packed_heads(qkv, num_heads)
         out = xp.empty((batch, time, width // 3), dtype=qkv.dtype)
         _, saved = _attend(xp, q5, k5, v5, keep, bias, scale, dropout_p, out=_heads_view(out, num_heads))
@@ -69,6 +75,18 @@ class PackedSelfAttention(Function):
         _attend_backward(self.xp, _heads_view(grad, self.num_heads), *_split_packed_heads(qkv, self.num_heads),
                          saved, self.scale, (True, True, True), outs=_split_packed_heads(grad_qkv, self.num_heads))
         return grad_qkv
+
+    def composed(self, qkv):
+        batch, time, width = qkv.shape
+        mask = _dropout_mask_of(self.saved[3], (batch, self.num_heads, time, width // (3 * self.num_heads)))
+        return composed.packed_self_attention(qkv, self.num_heads, *self.masks, self.scale, mask)
+
+
+def _dropout_mask_of(drop_mask, q_shape: tuple):
+    """The dropout mask `_attend` drew (grouped and transposed: [..., Hkv, G, Tk, Tq]) as [..., H, Tq, Tk]."""
+    if drop_mask is None:
+        return None
+    return drop_mask.swapaxes(-1, -2).reshape(*q_shape[:-1], drop_mask.shape[-2])
 
 
 def _split_packed_heads(qkv, num_heads: int):

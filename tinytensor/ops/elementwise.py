@@ -353,6 +353,9 @@ class Cast(Function):
     def backward(self, grad):
         return grad.astype(self.source_dtype)
 
+    def graph_backward(self, grad):
+        return cast(grad, self.source_dtype)
+
 
 class ToDevice(Function):
     """The only differentiable host↔device copy: forward moves the data, backward moves the gradient back."""
@@ -363,6 +366,9 @@ class ToDevice(Function):
 
     def backward(self, grad):
         return backend.to_device(grad, self.source_device)
+
+    def graph_backward(self, grad):
+        return to_device(grad, self.source_device)
 
 
 class Clone(Function):

@@ -56,14 +56,15 @@ class Linear(Function):
     def forward(self, x, weight, bias=None):
         self.input_shape = x.shape
         rows = x.reshape(-1, x.shape[-1])
-        self.save_for_backward(rows if self.needs_input_grad[1] else None, weight if self.needs_input_grad[0] else None)
+        self.save_for_backward(x if self.needs_input_grad[1] else None, weight if self.needs_input_grad[0] else None)
         out = rows @ weight.T
         if bias is not None:
             out += bias
         return out.reshape(*x.shape[:-1], weight.shape[0])
 
     def backward(self, grad):
-        rows, weight = self.saved
+        x, weight = self.saved
+        rows = x.reshape(-1, x.shape[-1]) if x is not None else None
         grad_rows = grad.reshape(-1, grad.shape[-1])
         grad_x = (grad_rows @ weight).reshape(self.input_shape) if self.needs_input_grad[0] else None
         grad_weight = grad_rows.T @ rows if self.needs_input_grad[1] else None

@@ -1,4 +1,4 @@
-"""Fused neural-network ops, each one `Function` with an analytic backward.
+"""Fused neural-network ops, each one `Function` with an analytic backward (their plain versions: `ops/composed.py`).
 
 Composing softmax or layer norm from small ops would save every intermediate and walk memory many times; a
 fused op saves only what its backward formula needs and does a few passes. These are the hot spots of every
@@ -11,9 +11,11 @@ import math
 
 from tinytensor import backend
 from tinytensor.autograd import Function
+from tinytensor.ops import composed
 from tinytensor.ops._util import require_floating
 from tinytensor.ops.elementwise import clamp
 from tinytensor.ops.reduce import norm
+from tinytensor.ops.shape import scatter_add
 from tinytensor.tensor import Tensor
 
 
@@ -113,12 +115,16 @@ class CrossEntropy(Function):
         per_item = xp.where(valid, nll, 0).astype(logits.dtype, copy=False)
         self.valid_count = _valid_count(valid, logits.dtype, reduction)
         self.options = (label_smoothing, reduction)
-        self.save_for_backward(log_probs, safe_targets, valid)
+        self.ignore_index = ignore_index
+        self.save_for_backward(log_probs, safe_targets, valid, logits, targets)  # the last two for `composed`
         return _reduce_loss(per_item, self.valid_count, reduction)
+
+    def composed(self, logits, targets):
+        return composed.cross_entropy(logits, targets, self.ignore_index, *self.options)
 
     def backward(self, grad):
         xp = self.xp
-        log_probs, targets, valid = self.saved
+        log_probs, targets, valid = self.saved[:3]
         label_smoothing, reduction = self.options
         grad_logits = xp.exp(log_probs)  # a new array: with retain_graph the saved log_probs are used again
         if label_smoothing:
@@ -152,9 +158,7 @@ class NllLoss(Function):
         xp = self.xp
         targets, valid = self.saved
         scale = grad / self.valid_count if self.reduction == "mean" else grad
-        grad_input = xp.zeros(self.input_shape, dtype=grad.dtype)
-        grad_input[xp.arange(targets.shape[0]), targets] = -(valid * scale)
-        return grad_input, None
+        return scatter_add(xp, -(valid * scale), (xp.arange(targets.shape[0]), targets), self.input_shape), None
 
 
 def _classes_last(input: Tensor, target) -> tuple[Tensor, Tensor, tuple]:
@@ -229,7 +233,8 @@ class LayerNorm(Function):
         normalized = centered
         normalized *= rstd
         weight = params[0] if params else None
-        self.save_for_backward(normalized, rstd, weight)
+        self.eps, self.width = eps, rows.shape[1]
+        self.save_for_backward(normalized, rstd, weight, x, *params)  # x and params for `composed`
         out = normalized * weight if weight is not None else normalized.copy()
         if len(params) == 2:
             out += params[1]
@@ -237,6 +242,10 @@ class LayerNorm(Function):
 
     def backward(self, grad):
         return _normalization_backward(self, grad, centered=True)
+
+    def composed(self, x, *params):
+        rows = x.reshape(-1, self.width)
+        return composed.layer_norm(rows, *params, eps=self.eps).reshape(*x.shape)
 
 
 class RMSNorm(Function):
@@ -248,17 +257,21 @@ class RMSNorm(Function):
         rstd = 1 / self.xp.sqrt(_row_dot(self.xp, rows, rows) + eps)
         normalized = rows * rstd
         weight = params[0] if params else None
-        self.save_for_backward(normalized, rstd, weight)
+        self.eps, self.width = eps, rows.shape[1]
+        self.save_for_backward(normalized, rstd, weight, x)  # x for `composed`
         return (normalized * weight if weight is not None else normalized).reshape(x.shape)
 
     def backward(self, grad):
         return _normalization_backward(self, grad, centered=False)
 
+    def composed(self, x, *params):
+        return composed.rms_norm(x.reshape(-1, self.width), *params, eps=self.eps).reshape(*x.shape)
+
 
 def _normalization_backward(fn: Function, grad, centered: bool) -> tuple:
     """Backward of layer norm (centered) and RMS norm from the saved x̂, 1/σ and weight:
     dx = (1/σ)·(dx̂ − x̂·mean(dx̂·x̂) [− mean(dx̂) when centered]), dx̂ = dy·w; then dw, db."""
-    normalized, rstd, weight = fn.saved
+    normalized, rstd, weight = fn.saved[:3]
     grad_rows = grad.reshape(normalized.shape)
     d_normalized = grad_rows * weight if weight is not None else grad_rows
     grad_x = None
@@ -390,13 +403,13 @@ class Embedding(Function):
         ids, rows = self.ids.reshape(-1), grad.reshape(-1, width)
         if vocab_size * ids.size <= self.ONE_HOT_LIMIT:
             one_hot = (xp.arange(vocab_size)[:, None] == ids[None, :]).astype(grad.dtype)
-            grad_weight = one_hot @ rows
-        else:
-            grad_weight = xp.zeros(self.weight_shape, dtype=grad.dtype)
-            xp.add.at(grad_weight, ids, rows)
+            if self.padding_idx is not None:
+                one_hot[self.padding_idx] = 0
+            return one_hot @ rows, None
         if self.padding_idx is not None:
-            grad_weight[self.padding_idx] = 0
-        return grad_weight, None
+            counted = ids != self.padding_idx
+            ids, rows = ids[counted], rows[counted]
+        return scatter_add(xp, rows, ids, self.weight_shape), None
 
 
 def embedding(ids, weight: Tensor, padding_idx: int | None = None) -> Tensor:

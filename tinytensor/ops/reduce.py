@@ -96,12 +96,13 @@ class Var(Function):
         mean = a.mean(axis=axes, keepdims=True)
         centered = a - mean
         self.denominator = builtins.max(0, _reduced_size(a.shape, axes) - correction)
-        self.save_for_backward(centered)
+        self.save_for_backward(a)
         self.input_shape, self.axes, self.keepdims = a.shape, axes, keepdims
         return (centered * centered).sum(axis=axes, keepdims=keepdims) / self.denominator
 
     def backward(self, grad):
-        centered = self.saved[0]
+        a = self.saved[0]
+        centered = a - a.mean(axis=self.axes, keepdims=True)  # recomputed: differentiable under create_graph
         grad = _expand_back(grad, self.input_shape, self.axes, self.keepdims)
         return grad * (2 / self.denominator) * centered
 
@@ -115,13 +116,18 @@ class LogSumExp(Function):
         shift = xp.where(xp.isfinite(shift), shift, 0)
         exps = xp.exp(a - shift)
         total = exps.sum(axis=axes, keepdims=True)
-        self.save_for_backward(exps / total)
+        self.save_for_backward(exps / total, a)  # a for `composed`
         self.input_shape, self.axes, self.keepdims = a.shape, axes, keepdims
         out = xp.log(total) + shift
         return out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in axes])
 
     def backward(self, grad):
         return _expand_back(grad, self.input_shape, self.axes, self.keepdims) * self.saved[0]
+
+    def composed(self, a):
+        from tinytensor.ops import composed
+
+        return composed.logsumexp(a, self.axes, self.keepdims)
 
 
 def _reduce(function: type[Function], a: Tensor, dim, keepdim, axis, keepdims, **options) -> Tensor:
@@ -210,13 +216,15 @@ class Norm(Function):
         magnitude = xp.abs(a)
         out = xp.sqrt((a * a).sum(axis=axes, keepdims=True)) if p == 2 else \
             (magnitude**p).sum(axis=axes, keepdims=True) ** (1 / p)
+        out = out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in axes])
         self.save_for_backward(a, out)
         self.input_shape, self.axes, self.keepdims, self.p = a.shape, axes, keepdims, p
-        return out if keepdims else out.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+        return out
 
     def backward(self, grad):
         xp = self.xp
         a, norm = self.saved
+        norm = _expand_back(norm, self.input_shape, self.axes, self.keepdims)
         p = self.p
         safe_norm = xp.where(norm == 0, 1, norm)
         slope = a / safe_norm if p == 2 else xp.sign(a) * (xp.abs(a) / safe_norm) ** (p - 1)

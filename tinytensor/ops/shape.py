@@ -31,7 +31,7 @@ class Permute(Function):
         return a.transpose(dims)
 
     def backward(self, grad):
-        return grad.transpose(self.inverse)
+        return self.xp.transpose(grad, self.inverse)
 
 
 class Expand(Function):
@@ -198,16 +198,34 @@ class GetItem(Function):
     """a[index] with slices, ints, None, Ellipsis, integer arrays and boolean masks (NumPy's rules)."""
 
     def forward(self, a, index=None):
-        self.index, self.input_shape, self.input_dtype = index, a.shape, a.dtype
+        self.index, self.input_shape = index, a.shape
         return a[index]
 
     def backward(self, grad):
-        grad_input = self.xp.zeros(self.input_shape, dtype=self.input_dtype)
-        if _has_integer_array(self.index):
-            self.xp.add.at(grad_input, self.index, grad)  # repeated indices accumulate
-        else:
-            grad_input[self.index] = grad
-        return grad_input
+        return scatter_add(self.xp, grad, self.index, self.input_shape)
+
+
+def scatter_add(xp, values, index, shape: tuple):
+    """zeros(shape) with `values` added at `index` (repeated indices accumulate): the backward of indexing, and of
+    everything that picks elements (gather, embedding, nll_loss). On Tensors (create_graph) it is the op
+    `ScatterAdd`, whose own backward is indexing again."""
+    if isinstance(values, Tensor):
+        return ScatterAdd.apply(values, index=index, shape=shape)
+    out = xp.zeros(shape, dtype=values.dtype)
+    if _has_integer_array(index):
+        xp.add.at(out, index, values)
+    else:
+        out[index] = values
+    return out
+
+
+class ScatterAdd(Function):
+    def forward(self, values, index=None, shape=()):
+        self.index = index
+        return scatter_add(self.xp, values, index, shape)
+
+    def backward(self, grad):
+        return grad[self.index]
 
 
 def getitem(a: Tensor, index) -> Tensor:
@@ -224,12 +242,9 @@ class Gather(Function):
         return self.xp.take_along_axis(a, index, axis=axis)
 
     def backward(self, grad):
-        xp = self.xp
-        grad_input = xp.zeros(self.input_shape, dtype=grad.dtype)
-        positions = _open_grid(xp, self.index.shape)
+        positions = _open_grid(self.xp, self.index.shape)
         positions[self.axis] = self.index
-        xp.add.at(grad_input, tuple(positions), grad)
-        return grad_input
+        return scatter_add(self.xp, grad, tuple(positions), self.input_shape)
 
 
 def _open_grid(xp, shape: tuple) -> list:

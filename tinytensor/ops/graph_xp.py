@@ -1,0 +1,57 @@
+"""`GraphXp`: what `self.xp` is inside a backward that runs under create_graph=True.
+
+An op's backward is written once, against `self.xp` (NumPy or CuPy) and the operators arrays and Tensors share.
+Under create_graph the engine (`Function.graph_backward`) hands it Tensors and this namespace instead, so the
+same lines build a recorded graph: the math functions below are the Tensor ops of the same name; anything else
+(`zeros`, `ones`, `arange`, `finfo`, …) comes from the array module and makes constants, which every op lifts.
+"""
+from __future__ import annotations
+
+from tinytensor.ops import elementwise, linalg, reduce, shape
+from tinytensor.tensor import Tensor
+
+
+class GraphXp:
+    def __init__(self, array_module) -> None:
+        self.array_module = array_module
+
+    def __getattr__(self, name: str):
+        return getattr(self.array_module, name)
+
+    exp = staticmethod(elementwise.exp)
+    log = staticmethod(elementwise.log)
+    abs = staticmethod(elementwise.abs)
+    where = staticmethod(elementwise.where)
+    matmul = staticmethod(linalg.matmul)
+    einsum = staticmethod(linalg.einsum)
+    tril = staticmethod(shape.tril)
+    triu = staticmethod(shape.triu)
+
+    def sign(self, a: Tensor):
+        """A constant: the derivative of sign is zero wherever it exists."""
+        return self.array_module.sign(a.data)
+
+    @staticmethod
+    def broadcast_to(a: Tensor, target: tuple) -> Tensor:
+        return shape.expand(a, *target)
+
+    @staticmethod
+    def transpose(a: Tensor, axes: tuple) -> Tensor:
+        return shape.permute(a, *axes)
+
+    @staticmethod
+    def split(a: Tensor, boundaries: list, axis: int = 0) -> list[Tensor]:
+        edges = [0, *boundaries, a.shape[axis]]
+        return shape.split(a, [end - start for start, end in zip(edges, edges[1:])], axis)
+
+    @staticmethod
+    def flip(a: Tensor, axis: int) -> Tensor:
+        return shape.getitem(a, (slice(None),) * axis + (slice(None, None, -1),))
+
+    @staticmethod
+    def cumsum(a: Tensor, axis: int) -> Tensor:
+        return reduce.cumsum(a, axis)
+
+    @staticmethod
+    def roll(a: Tensor, shift, axis=None) -> Tensor:
+        return shape.roll(a, shift, axis)
