@@ -459,12 +459,16 @@ def _propagate(roots: list, retain_graph: bool, create_graph: bool, targets: lis
         if isinstance(step, Function):
             key = id(step)
             pending[key] = pending[key] + grad if key in pending else grad
-        elif captured is not None or getattr(step, "_hooks", None):
-            if captured is None or id(step) in captured:
-                total = hooked_leaves.setdefault(id(step), [step, None])
+        else:
+            send_to_leaf(step, grad)
+
+    def send_to_leaf(leaf, grad) -> None:
+        if captured is not None or getattr(leaf, "_hooks", None):
+            if captured is None or id(leaf) in captured:
+                total = hooked_leaves.setdefault(id(leaf), [leaf, None])
                 total[1] = grad if total[1] is None else total[1] + grad
         else:
-            _accumulate_leaf(step, grad, handed_out)
+            _accumulate_leaf(leaf, grad, handed_out)
 
     nodes = []
     for tensor, grad in roots:
@@ -492,7 +496,12 @@ def _propagate(roots: list, retain_graph: bool, create_graph: bool, targets: lis
                 input_grad = _graph_tensor(input_grad, None)
             if _anomaly_mode:
                 _check_finite(input_grad.data if create_graph else input_grad, f"backward of {type(node).__name__}")
-            send(step, sum_to(input_grad, shape))
+            input_grad = sum_to(input_grad, shape)
+            if isinstance(step, Function):  # `send`, inlined: this loop is the hot path of every backward
+                key = id(step)
+                pending[key] = pending[key] + input_grad if key in pending else input_grad
+            else:
+                send_to_leaf(step, input_grad)
     for leaf, total in hooked_leaves.values():
         total = _run_hooks(getattr(leaf, "_hooks", ()) or (), total)
         if captured is None:
