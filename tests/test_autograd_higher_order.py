@@ -418,3 +418,41 @@ def test_gradgradcheck_refuses_float32_and_catches_a_wrong_second_derivative():
     assert tt.gradcheck(lambda a: WrongSquare.apply(a), x)
     with pytest.raises(GradcheckError):
         tt.gradgradcheck(lambda a: WrongSquare.apply(a), x)
+
+
+INDEX = np.array([[0, 1, 2], [3, 0, 1]])
+INDEXING_OPS = {  # the ops added for PyTorch habits, whose backward picks or places elements
+    "index_select": lambda x, s: tt.index_select(x * x, 0, tt.tensor([2, 0, 2])),
+    "index_select_dim1": lambda x, s: tt.index_select(x * x, 1, tt.tensor([2, 2, 0])),
+    "scatter": lambda x, s: (x * x).scatter(0, tt.tensor(INDEX), s * s),
+    "scatter_add": lambda x, s: (x * x).scatter_add(0, tt.tensor(INDEX), s * s),
+    "gather": lambda x, s: tt.gather(x * x, 1, tt.tensor([[0, 2], [1, 1], [2, 0], [0, 0]])),
+    "remainder": lambda x, s: tt.remainder(x * x, 0.7) + s.sum(),
+    "fmod": lambda x, s: tt.fmod(x * x * x, 0.7) + s.sum(),
+    "expand_as": lambda x, s: (x[:1] * x[:1]).expand_as(x) + s.sum(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INDEXING_OPS))
+def test_indexing_ops_second_derivatives_match_finite_differences(name):
+    rng = np.random.default_rng(3)
+    x = tt.tensor(rng.standard_normal((4, 3)), dtype=tt.float64, requires_grad=True)
+    src = tt.tensor(rng.standard_normal((2, 3)), dtype=tt.float64, requires_grad=True)
+    assert tt.gradgradcheck(INDEXING_OPS[name], [x, src])
+
+
+def test_a_backward_with_no_graph_version_fails_loudly_instead_of_dropping_the_graph():
+    class Untracked(tt.autograd.Function):
+        def forward(self, a):
+            return a * 2
+
+        def backward(self, grad):
+            out = self.xp.zeros_like(grad)
+            self.xp.copyto(out, grad * 2)   # an array routine GraphXp does not make differentiable
+            return out
+
+    x = tt.tensor([1.0, 2.0], dtype=tt.float64, requires_grad=True)
+    (gx,) = tt.autograd.grad(Untracked.apply(x * x).sum(), [x])
+    assert gx.tolist() == [4.0, 8.0]
+    with pytest.raises(TypeError, match="no differentiable version"):
+        tt.autograd.grad(Untracked.apply(x * x).sum(), [x], create_graph=True)

@@ -16,7 +16,18 @@ class GraphXp:
         self.array_module = array_module
 
     def __getattr__(self, name: str):
-        return getattr(self.array_module, name)
+        """The array module's own name (constants: `zeros`, `arange`, `finfo`, ...). Called on a Tensor it would
+        turn the Tensor into a constant and drop the graph silently, so that is an error naming the function."""
+        found = getattr(self.array_module, name)
+        if not callable(found):
+            return found
+
+        def constants_only(*args, **kwargs):
+            if any(isinstance(value, Tensor) for value in (*args, *kwargs.values())):
+                raise TypeError(f"create_graph: xp.{name} has no differentiable version in GraphXp; write this "
+                                "backward with Tensor ops (see tinytensor/ops/graph_xp.py)")
+            return found(*args, **kwargs)
+        return constants_only
 
     exp = staticmethod(elementwise.exp)
     log = staticmethod(elementwise.log)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from tinytensor import backend
 from tinytensor.autograd import Function
+from tinytensor.ops import shape as shape_ops  # imports this module's checks first; its functions run later
 from tinytensor.ops._util import lift
 from tinytensor.tensor import Tensor
 
@@ -82,10 +83,8 @@ class IndexSelect(Function):
         self.index, self.axis, self.input_shape = index, axis, a.shape
         return self.xp.take(a, index, axis=axis)
 
-    def backward(self, grad):
-        grad_input = self.xp.zeros(self.input_shape, dtype=grad.dtype)
-        self.xp.add.at(grad_input, (slice(None),) * self.axis + (self.index,), grad)  # repeated ids accumulate
-        return grad_input
+    def backward(self, grad):  # repeated ids accumulate
+        return shape_ops.scatter_add(self.xp, grad, (slice(None),) * self.axis + (self.index,), self.input_shape)
 
 
 def index_select(input: Tensor, dim: int, index) -> Tensor:  # noqa: A002 - PyTorch's name
@@ -122,14 +121,16 @@ class Scatter(Function):
     def backward(self, grad):
         grad_a = grad_src = None
         if self.needs_input_grad[0]:
-            grad_a = grad
-            if not self.accumulate:
-                grad_a = grad.copy()
-                grad_a[self.positions] = 0
+            grad_a = grad if self.accumulate else grad * self._kept(grad)
         if self.needs_input_grad[1]:
-            grad_src = self.xp.zeros(self.src_shape, dtype=grad.dtype)
-            grad_src[self.block] = grad[self.positions]
+            grad_src = shape_ops.scatter_add(self.xp, grad[self.positions], self.block, self.src_shape)
         return grad_a, grad_src
+
+    def _kept(self, grad):
+        """1 where the input survived, 0 where scatter overwrote it (a constant, so it also serves create_graph)."""
+        kept = self.xp.ones(grad.shape, dtype=grad.dtype)
+        kept[self.positions] = 0
+        return kept
 
 
 def _scatter(op: str, input: Tensor, dim: int, index, src, accumulate: bool) -> Tensor:  # noqa: A002
