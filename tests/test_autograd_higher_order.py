@@ -456,3 +456,13 @@ def test_a_backward_with_no_graph_version_fails_loudly_instead_of_dropping_the_g
     assert gx.tolist() == [4.0, 8.0]
     with pytest.raises(TypeError, match="no differentiable version"):
         tt.autograd.grad(Untracked.apply(x * x).sum(), [x], create_graph=True)
+
+
+def test_two_leaves_never_share_one_grad_tensor_under_create_graph():
+    a = tt.tensor([1.0, 2.0], dtype=tt.float64, requires_grad=True)
+    b = tt.tensor([3.0, 4.0], dtype=tt.float64, requires_grad=True)
+    (a + b).sum().backward(create_graph=True)
+    assert a.grad is not b.grad
+    with tt.no_grad():
+        a.grad.mul_(2.0)
+    assert a.grad.tolist() == [2.0, 2.0] and b.grad.tolist() == [1.0, 1.0]

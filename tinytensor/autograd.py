@@ -420,17 +420,24 @@ def _leading_to(order: list, targets: set) -> set:
 
 
 def _adopt(grad, handed_out: set):
-    """`grad` as a Tensor nobody else holds: an array that owns its memory and was not handed out already is
-    taken without a copy; a Tensor (create_graph) is taken as it is."""
+    """`grad` as a Tensor that owns its memory and that no other leaf holds, so an in-place update of one `.grad`
+    never reaches another: taken without a copy when it qualifies (the common case), else copied (under
+    create_graph a differentiable copy)."""
     from tinytensor.tensor import Tensor
 
     if isinstance(grad, Tensor):
+        if id(grad) in handed_out or not _owns_memory(grad.data):
+            grad = grad.clone()
+        handed_out.add(id(grad))
         return grad
-    private = getattr(grad, "base", None) is None and getattr(grad.flags, "writeable", True)
-    if not private or id(grad) in handed_out:
+    if id(grad) in handed_out or not _owns_memory(grad):
         grad = grad.copy()
     handed_out.add(id(grad))
     return Tensor._wrap(grad)
+
+
+def _owns_memory(array) -> bool:
+    return getattr(array, "base", None) is None and getattr(array.flags, "writeable", True)
 
 
 def _accumulate_leaf(leaf, grad, handed_out: set) -> None:
