@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import time
 import types
 from concurrent.futures import ThreadPoolExecutor
 
@@ -263,6 +264,85 @@ def cpu_cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+_worker_cores: int | None = None  # set by `fit_threads_to_free_cores`; None: every core in `cpu_cores()`
+
+
+def worker_cores() -> int:
+    """How many cores tinytensor spreads work over: `cpu_cores()`, or fewer after `fit_threads_to_free_cores`."""
+    return _worker_cores or cpu_cores()
+
+
+def free_cores(sample_seconds: float = 0.1) -> int:
+    """Cores of this process's affinity set that other processes leave idle, measured over `sample_seconds`.
+
+    Reads the busy time of each core from /proc/stat before and after a short sleep and subtracts this process's
+    own CPU time (parked BLAS threads may spin meanwhile). Linux only; elsewhere it answers `cpu_cores()`.
+    """
+    cores = cpu_cores()
+    try:
+        before, own_before = _busy_seconds(), _own_cpu_seconds()
+        started = time.monotonic()
+        time.sleep(sample_seconds)
+        others = (_busy_seconds() - before - (_own_cpu_seconds() - own_before)) / (time.monotonic() - started)
+    except (OSError, ValueError):
+        return cores
+    return max(1, min(cores, round(cores - others)))
+
+
+def _busy_seconds() -> float:
+    """Non-idle CPU seconds so far, summed over the cores this process may use (from /proc/stat)."""
+    allowed = os.sched_getaffinity(0)
+    busy_ticks = 0
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *ticks = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in allowed:
+                user, nice, system, idle, iowait = (int(t) for t in ticks[:5])
+                busy_ticks += user + nice + system + sum(int(t) for t in ticks[5:8])  # irq, softirq, steal
+    return busy_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def set_blas_threads(count: int) -> bool:
+    """Set the thread count of the OpenBLAS that NumPy loaded, through its own C function (what threadpoolctl
+    does, without the dependency). Returns False where no OpenBLAS is loaded (MKL, Accelerate, not Linux)."""
+    for library in _loaded_libraries("openblas"):
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            setter = getattr(ctypes.CDLL(library), name, None)
+            if setter is not None:
+                setter(count)
+                return True
+    return False
+
+
+def _loaded_libraries(fragment: str) -> list[str]:
+    """Paths of shared libraries mapped into this process whose file name contains `fragment` (Linux)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if ".so" in line and "/" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if fragment in os.path.basename(p).lower())
+
+
+def fit_threads_to_free_cores(sample_seconds: float = 0.1) -> int:
+    """Size BLAS threads and tinytensor's lanes to the cores other processes leave free; returns that count.
+
+    A BLAS thread whose core is taken stalls every GEMM it shares (a busy 2-core machine made the tiny GPT step
+    4× slower with two threads, 1.4× with one). The trainers call this at start; call it again if the load
+    changes. Where OpenBLAS cannot be reached, only tinytensor's own lanes follow.
+    """
+    global _worker_cores
+    _worker_cores = free_cores(sample_seconds)
+    set_blas_threads(_worker_cores)
+    return _worker_cores
+
+
 def cpu_pool() -> ThreadPoolExecutor:
     """One worker thread per core, shared by everything that spreads NumPy passes over cores (NumPy's ufuncs
     release the GIL, but each runs on one core)."""
@@ -289,7 +369,8 @@ def map_slices(function, *arrays):
     def run(start: int) -> None:
         out[start:start + SLICE] = function(*[a[start:start + SLICE] for a in flat])
 
-    list(cpu_pool().map(run, range(0, first.size, SLICE)))
+    starts = range(0, first.size, SLICE)
+    list(cpu_pool().map(run, starts) if worker_cores() > 1 else map(run, starts))
     return out.reshape(first.shape)
 
 

@@ -119,6 +119,8 @@ class Trainer:
         defaults to `warmup_cosine` with the config's settings. Either is set into every group each iteration."""
         self.model, self.config, self.get_batch, self.loss_fn = model, config, get_batch, loss_fn
         tt.backend.tune_host_allocator()
+        if tt.backend.normalize_device(config.device) == "cpu":
+            tt.backend.fit_threads_to_free_cores()  # BLAS threads on taken cores stall every GEMM
         self.run_config = run_config or {}
         self.out_dir = Path(config.out_dir)
         self.optimizer = optimizer or AdamW(decay_groups(model, config.weight_decay), lr=config.lr,

@@ -82,7 +82,7 @@ class Optimizer:
         """Call `update(param, lane)` for every parameter. On the CPU the parameters are dealt into one lane per
         core and the lanes run in threads: the update is a string of memory-bound NumPy passes, which release the
         GIL, and NumPy runs each pass on one core. Small models stay on one lane (threads would cost more)."""
-        lanes = _deal_into_lanes(params, backend.cpu_cores()) if _worth_threads(params) else [params]
+        lanes = _deal_into_lanes(params, backend.worker_cores()) if _worth_threads(params) else [params]
         if len(lanes) == 1:
             for param in params:
                 update(param, 0)
@@ -188,7 +188,7 @@ _THREADING_MIN_ELEMENTS = 1 << 18
 
 
 def _worth_threads(params: list) -> bool:
-    return (backend.cpu_cores() > 1 and backend.device_of(params[0].data) == "cpu"
+    return (backend.worker_cores() > 1 and backend.device_of(params[0].data) == "cpu"
             and sum(p.data.size for p in params) >= _THREADING_MIN_ELEMENTS)
 
 
