@@ -168,7 +168,7 @@ def test_lecture_gpt_with_heads_masked_fill_and_sequential_trains_and_generates(
     pattern = torch.tensor([0, 1, 2] * 3)  # a sequence the model can learn: 0 1 2 0 1 2 ...
     xb, yb = pattern[:-1].repeat(4, 1), pattern[1:].repeat(4, 1)
     losses = []
-    for _ in range(60):
+    for _ in range(150):  # confident enough that sampling the pattern does not hinge on the random stream
         _, loss = model(xb, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

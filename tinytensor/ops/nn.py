@@ -359,10 +359,23 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 
 
 def dropout_mask(xp, shape, p: float, dtype, device: str):
-    """A {0, 1/(1−p)} mask drawn directly in the target dtype (no float64 detour) from the seeded generator."""
-    draw_dtype = dtype if dtype != backend.float16 else backend.float32
-    uniform = backend.generator(device).random(shape, dtype=draw_dtype)
-    return (uniform >= p).astype(dtype) * dtype.type(1 / (1 - p))
+    """A {0, 1/(1−p)} mask in the target dtype from the seeded generator (on the CPU from random bits, see
+    `_keep_from_bits`; on a GPU from uniform floats drawn in the target dtype)."""
+    if device == "cpu":
+        keep = _keep_from_bits(backend.generator(device), shape, p)
+    else:
+        draw_dtype = dtype if dtype != backend.float16 else backend.float32
+        keep = backend.generator(device).random(shape, dtype=draw_dtype) >= p
+    return xp.multiply(keep, dtype.type(1 / (1 - p)), dtype=dtype)
+
+
+def _keep_from_bits(generator, shape, p: float):
+    """Booleans that are True with probability 1 − p, from 16 random bits per element compared with p·2¹⁶:
+    four elements per 64-bit draw and no float conversion (p is rounded to a multiple of 2⁻¹⁶)."""
+    size = math.prod(shape)
+    words = generator.bit_generator.random_raw(-(-size // 4))
+    bits = words.view(backend.numpy.uint16)[:size].reshape(shape)
+    return bits >= backend.numpy.uint16(min(round(p * 65536), 65535))
 
 
 class Dropout(Function):
