@@ -9,7 +9,9 @@ It also owns the random generators (`manual_seed` seeds both backends) and the d
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -310,14 +312,37 @@ def _own_cpu_seconds() -> float:
 def set_blas_threads(count: int) -> bool:
     """Set the thread count of the OpenBLAS that NumPy loaded, through its own C function (what threadpoolctl
     does, without the dependency). Returns False where no OpenBLAS is loaded (MKL, Accelerate, not Linux)."""
+    setter = _openblas_function("set_num_threads")
+    if setter is not None:
+        setter(count)
+    return setter is not None
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS on one thread inside the block, for work that tinytensor already spreads over the cores itself
+    (two BLAS threads per lane would fight over the same cores); yields False where that cannot be set."""
+    getter = _openblas_function("get_num_threads")
+    previous = getter() if getter is not None else None
+    if previous is not None:
+        set_blas_threads(1)
+    try:
+        yield previous is not None
+    finally:
+        if previous is not None:
+            set_blas_threads(previous)
+
+
+@functools.cache
+def _openblas_function(name: str):
+    """OpenBLAS's C function `openblas_<name>` (under the names NumPy's and other builds export), or None."""
     for library in _loaded_libraries("openblas"):
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            setter = getattr(ctypes.CDLL(library), name, None)
-            if setter is not None:
-                setter(count)
-                return True
-    return False
+        for symbol in (f"scipy_openblas_{name}64_", f"scipy_openblas_{name}", f"openblas_{name}64_",
+                       f"openblas_{name}"):
+            function = getattr(ctypes.CDLL(library), symbol, None)
+            if function is not None:
+                return function
+    return None
 
 
 def _loaded_libraries(fragment: str) -> list[str]:

@@ -64,7 +64,11 @@ class PackedSelfAttention(Function):
         self.scale, self.qkv_shape, self.masks = scale, qkv.shape, (keep, bias)
         q5, k5, v5 = _split_packed_heads(qkv, num_heads)
         out = xp.empty((batch, time, width // 3), dtype=qkv.dtype)
-        _, saved = _attend(xp, q5, k5, v5, keep, bias, scale, dropout_p, out=_heads_view(out, num_heads))
+        self.lanes = _batch_lanes(xp, q5, keep, bias)
+        if self.lanes:
+            saved = _attend_in_lanes(xp, self.lanes, q5, k5, v5, keep, scale, dropout_p, _heads_view(out, num_heads))
+        else:
+            _, saved = _attend(xp, q5, k5, v5, keep, bias, scale, dropout_p, out=_heads_view(out, num_heads))
         self.save_for_backward(qkv, *saved)
         self.num_heads = num_heads
         return out
@@ -72,8 +76,16 @@ class PackedSelfAttention(Function):
     def backward(self, grad):
         qkv, *saved = self.saved
         grad_qkv = self.xp.empty(self.qkv_shape, dtype=grad.dtype)
-        _attend_backward(self.xp, _heads_view(grad, self.num_heads), *_split_packed_heads(qkv, self.num_heads),
-                         saved, self.scale, (True, True, True), outs=_split_packed_heads(grad_qkv, self.num_heads))
+        grad5, (q5, k5, v5) = _heads_view(grad, self.num_heads), _split_packed_heads(qkv, self.num_heads)
+        outs = _split_packed_heads(grad_qkv, self.num_heads)
+        if self.lanes:
+            def lane_backward(lane: slice) -> None:
+                lane_saved = [a[lane] if a is not None else None for a in saved[:3]] + [saved[3]]
+                _attend_backward(self.xp, grad5[lane], q5[lane], k5[lane], v5[lane], lane_saved, self.scale,
+                                 (True, True, True), outs=[o[lane] for o in outs])
+            _run_lanes(lane_backward, self.lanes)
+        else:
+            _attend_backward(self.xp, grad5, q5, k5, v5, saved, self.scale, (True, True, True), outs=outs)
         return grad_qkv
 
     def composed(self, qkv):
@@ -102,15 +114,17 @@ def _heads_view(merged, num_heads: int):
     return merged.reshape(batch, time, num_heads, width // num_heads).transpose(0, 2, 1, 3)[:, :, None]
 
 
-def _attend(xp, q5, k5, v5, keep, bias, scale, dropout_p, out=None):
+def _attend(xp, q5, k5, v5, keep, bias, scale, dropout_p, out=None, buffers=(None, None, None)):
     """Forward of attention on grouped heads: q5 [..., Hkv, G, Tq, d], k5/v5 [..., Hkv, 1, Tk, d].
 
     Returns the output [..., Hkv, G, Tq, d] (written into `out` if given) and what backward needs. The scores
     are kept transposed, [..., Tk, Tq] (keys down, queries across), so the softmax's max and sum over keys
     reduce along the second-to-last axis, which NumPy vectorises; along the last axis, short rows of 64 keys
-    reduce three times slower.
+    reduce three times slower. `buffers` (probabilities, dropped probabilities, dropout mask; see
+    `_attend_in_lanes`) are where a slice of a bigger batch writes its part, and the mask already drawn.
     """
-    scores_t = xp.matmul(k5, q5.swapaxes(-1, -2))
+    probs_out, attended_out, drop_mask = buffers
+    scores_t = xp.matmul(k5, q5.swapaxes(-1, -2), out=probs_out)
     scores_t *= scores_t.dtype.type(scale)
     kv_heads, groups = q5.shape[-4], q5.shape[-3]
     if bias is not None:
@@ -121,11 +135,53 @@ def _attend(xp, q5, k5, v5, keep, bias, scale, dropout_p, out=None):
         if backend.device_of(scores_t) == "cpu" and bool(keep.any(axis=-2).all()):
             keep = None  # backward needs it only for queries with no key (checked on the CPU: a GPU would sync)
     probs_t = stable_softmax(xp, scores_t, -2, in_place=True)
-    drop_mask, attended_t = None, probs_t
+    attended_t = probs_t
     if dropout_p:
-        drop_mask = dropout_mask(xp, probs_t.shape, dropout_p, probs_t.dtype, backend.device_of(probs_t))
-        attended_t = probs_t * drop_mask
+        if drop_mask is None:
+            drop_mask = dropout_mask(xp, probs_t.shape, dropout_p, probs_t.dtype, backend.device_of(probs_t))
+        attended_t = xp.multiply(probs_t, drop_mask, out=attended_out)
     return xp.matmul(attended_t.swapaxes(-1, -2), v5, out=out), (probs_t, attended_t, drop_mask, keep)
+
+
+_LANE_MIN_SCORES = 1 << 16  # below this many attention scores a thread hand-off costs more than it saves
+
+
+def _batch_lanes(xp, q5, keep, bias) -> list[slice] | None:
+    """Slices of the batch, one per free core, when attention is worth spreading over cores: NumPy runs each of
+    its many small matmuls and softmax passes on one core (2.2× faster fwd+bwd for the small GPT's layer)."""
+    lanes = min(backend.worker_cores(), q5.shape[0])
+    scores = q5.size // q5.shape[-1] * q5.shape[-2]
+    if (xp is not backend.numpy or lanes < 2 or scores < _LANE_MIN_SCORES or bias is not None
+            or (keep is not None and keep.ndim != 2)):
+        return None
+    bounds = [round(i * q5.shape[0] / lanes) for i in range(lanes + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+
+
+def _attend_in_lanes(xp, lanes, q5, k5, v5, keep, scale, dropout_p, out5) -> tuple:
+    """`_attend` on each slice of the batch at once, with BLAS on one thread (the lanes use the cores). The
+    dropout mask is drawn whole first (the same draw as without lanes) and every slice writes into whole
+    buffers, so backward gets the same saved arrays either way."""
+    probs_t = xp.empty((*q5.shape[:-2], k5.shape[-2], q5.shape[-2]), dtype=q5.dtype)
+    drop_mask = attended_t = None
+    if dropout_p:
+        drop_mask = dropout_mask(xp, probs_t.shape, dropout_p, probs_t.dtype, "cpu")
+        attended_t = xp.empty_like(probs_t)
+    kept = []
+
+    def lane_forward(lane: slice) -> None:
+        buffers = (probs_t[lane], *(a[lane] if a is not None else None for a in (attended_t, drop_mask)))
+        kept.append(_attend(xp, q5[lane], k5[lane], v5[lane], keep, None, scale, dropout_p, out=out5[lane],
+                            buffers=buffers)[1][3])
+
+    _run_lanes(lane_forward, lanes)
+    return probs_t, attended_t if dropout_p else probs_t, drop_mask, kept[0]
+
+
+def _run_lanes(function, lanes: list[slice]) -> None:
+    """function(lane) for every lane, on the CPU pool's threads, with BLAS held to one thread meanwhile."""
+    with backend.one_blas_thread():
+        list(backend.cpu_pool().map(function, lanes))
 
 
 def _attend_backward(xp, grad5, q5, k5, v5, saved, scale, needs, outs=(None, None, None)):
