@@ -34,7 +34,7 @@ def batches(config: dict, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(rng.integers(0, VOCAB, shape), rng.integers(0, VOCAB, shape)) for _ in range(count)]
 
 
-def run_tinytensor(config: dict, steps: int) -> float:
+def run_tinytensor(config: dict, steps: int, warmup: int) -> float:
     import tinytensor as tt
     from models.gpt_char import GPT, GPTConfig
     from tinytensor.nn.utils import clip_grad_norm_
@@ -58,10 +58,10 @@ def run_tinytensor(config: dict, steps: int) -> float:
         optimizer.step()
         optimizer.zero_grad()
 
-    return median_time(step, steps)
+    return median_time(step, steps, warmup)
 
 
-def run_torch(config: dict, steps: int) -> float:
+def run_torch(config: dict, steps: int, warmup: int) -> float:
     import torch
 
     model = torch_gpt(config)
@@ -81,7 +81,7 @@ def run_torch(config: dict, steps: int) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return median_time(step, steps)
+    return median_time(step, steps, warmup)
 
 
 def torch_gpt(config: dict):
@@ -127,15 +127,15 @@ def torch_gpt(config: dict):
     return GPT()
 
 
-def child(framework: str, config_name: str, steps: int) -> None:
+def child(framework: str, config_name: str, steps: int, warmup: int) -> None:
     runner = run_tinytensor if framework == "tinytensor" else run_torch
-    seconds = runner(CONFIGS[config_name], steps)
+    seconds = runner(CONFIGS[config_name], steps, warmup)
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
 
 
-def measure(framework: str, config_name: str, steps: int) -> dict:
+def measure(framework: str, config_name: str, steps: int, warmup: int) -> dict:
     command = [sys.executable, "-m", "benchmarks.gpt_char_vs_torch", "--child", framework, config_name,
-               "--steps", str(steps)]
+               "--steps", str(steps), "--warmup", str(warmup)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -156,18 +156,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--configs", nargs="+", default=["tiny", "small"], choices=sorted(CONFIGS))
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (1 is enough for lecture)")
     parser.add_argument("--busy", action="store_true", help="run with one competing CPU-bound process")
     parser.add_argument("--child", nargs=2, metavar=("FRAMEWORK", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], args.steps)
+        child(args.child[0], args.child[1], args.steps, args.warmup)
         return
     print(f"machine: {machine()}{', one competing CPU-bound process' if args.busy else ''}\n")
     print("| config | tinytensor step | PyTorch step | ratio | tinytensor peak RSS | PyTorch peak RSS | ratio |")
     print("|---|---|---|---|---|---|---|")
     for name in args.configs:
         with competing_process(args.busy):
-            ours, theirs = measure("tinytensor", name, args.steps), measure("torch", name, args.steps)
+            ours, theirs = (measure("tinytensor", name, args.steps, args.warmup),
+                            measure("torch", name, args.steps, args.warmup))
         print(f"| {name} | {ours['seconds'] * 1e3:.1f} ms | {theirs['seconds'] * 1e3:.1f} ms | "
               f"{ours['seconds'] / theirs['seconds']:.2f}× | {ours['peak_rss_mb']:.0f} MiB | "
               f"{theirs['peak_rss_mb']:.0f} MiB | {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}× |")

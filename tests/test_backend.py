@@ -201,3 +201,24 @@ def test_tune_host_allocator_takes_effect_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is a glibc interface")
     assert backend.tune_host_allocator() is True
+
+
+def test_free_cores_counts_between_one_and_the_cores_this_process_may_use():
+    assert 1 <= backend.free_cores(sample_seconds=0.02) <= backend.cpu_cores()
+
+
+def test_one_blas_thread_holds_openblas_to_one_thread_and_restores_the_count():
+    get_threads = backend._openblas_function("get_num_threads")
+    if get_threads is None:
+        pytest.skip("NumPy here is not built on OpenBLAS")
+    before = get_threads()
+    with backend.one_blas_thread() as held:
+        assert held and get_threads() == 1
+    assert get_threads() == before
+
+
+def test_fit_threads_to_free_cores_sets_the_lanes_tinytensor_spreads_work_over(monkeypatch):
+    monkeypatch.setattr(backend, "_worker_cores", None)
+    monkeypatch.setattr(backend, "free_cores", lambda sample_seconds: 1)
+    monkeypatch.setattr(backend, "set_blas_threads", lambda count: True)
+    assert backend.fit_threads_to_free_cores() == 1 and backend.worker_cores() == 1

@@ -347,3 +347,23 @@ def test_attention_with_rotary_masks_and_cache_gives_the_same_numbers_on_every_d
     assert step.device == device
     got = np.concatenate([prompt.numpy(), step.numpy()], axis=1)
     np.testing.assert_allclose(got[padding], expected[padding], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+def test_packed_attention_over_batch_lanes_equals_the_single_lane_result(monkeypatch, dropout_p):
+    """Spreading the batch over cores (ops.attention._batch_lanes) must not change outputs, gradients or the
+    dropout draw."""
+    from tinytensor.ops import attention
+
+    results = []
+    for lane_threshold in (1, 1 << 40):  # lanes always, lanes never
+        monkeypatch.setattr(attention, "_LANE_MIN_SCORES", lane_threshold)
+        monkeypatch.setattr(tt.backend, "_worker_cores", 2)
+        tt.manual_seed(0)
+        qkv = tt.tensor(np.random.default_rng(1).standard_normal((5, 16, 3 * 32)).astype(np.float32),
+                        requires_grad=True)
+        out = nn.functional.packed_self_attention(qkv, 4, is_causal=True, dropout_p=dropout_p)
+        (out * out).sum().backward()
+        results.append((out.numpy(), qkv.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])

@@ -7,6 +7,7 @@ both ops.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 from tinytensor import backend
@@ -83,7 +84,7 @@ class PackedSelfAttention(Function):
                 lane_saved = [a[lane] if a is not None else None for a in saved[:3]] + [saved[3]]
                 _attend_backward(self.xp, grad5[lane], q5[lane], k5[lane], v5[lane], lane_saved, self.scale,
                                  (True, True, True), outs=[o[lane] for o in outs])
-            _run_lanes(lane_backward, self.lanes)
+            _run_lanes(lane_backward, self.lanes, _matmul_work(q5, k5))
         else:
             _attend_backward(self.xp, grad5, q5, k5, v5, saved, self.scale, (True, True, True), outs=outs)
         return grad_qkv
@@ -143,7 +144,7 @@ def _attend(xp, q5, k5, v5, keep, bias, scale, dropout_p, out=None, buffers=(Non
     return xp.matmul(attended_t.swapaxes(-1, -2), v5, out=out), (probs_t, attended_t, drop_mask, keep)
 
 
-_LANE_MIN_SCORES = 1 << 16  # below this many attention scores a thread hand-off costs more than it saves
+_LANE_MIN_SCORES = 1 << 18  # below this (the tiny GPT: 196k scores) lanes measured slower in a training step
 
 
 def _batch_lanes(xp, q5, keep, bias) -> list[slice] | None:
@@ -174,14 +175,24 @@ def _attend_in_lanes(xp, lanes, q5, k5, v5, keep, scale, dropout_p, out5) -> tup
         kept.append(_attend(xp, q5[lane], k5[lane], v5[lane], keep, None, scale, dropout_p, out=out5[lane],
                             buffers=buffers)[1][3])
 
-    _run_lanes(lane_forward, lanes)
+    _run_lanes(lane_forward, lanes, _matmul_work(q5, k5))
     return probs_t, attended_t if dropout_p else probs_t, drop_mask, kept[0]
 
 
-def _run_lanes(function, lanes: list[slice]) -> None:
-    """function(lane) for every lane, on the CPU pool's threads, with BLAS held to one thread meanwhile."""
-    with backend.one_blas_thread():
+_BLAS_SINGLE_THREAD_WORK = 1 << 18  # OpenBLAS runs a GEMM with M·N·K up to this on one thread anyway
+
+
+def _run_lanes(function, lanes: list[slice], matmul_work: int) -> None:
+    """function(lane) for every lane, on the CPU pool's threads. BLAS is held to one thread meanwhile only where
+    its matmuls (M·N·K = `matmul_work`) would otherwise use several: waking parked BLAS threads afterwards costs
+    the next GEMMs time, so small attention leaves BLAS alone."""
+    with backend.one_blas_thread() if matmul_work > _BLAS_SINGLE_THREAD_WORK else contextlib.nullcontext():
         list(backend.cpu_pool().map(function, lanes))
+
+
+def _matmul_work(q5, k5) -> int:
+    """M·N·K of one head's score matmul: Tk·Tq·d."""
+    return k5.shape[-2] * q5.shape[-2] * q5.shape[-1]
 
 
 def _attend_backward(xp, grad5, q5, k5, v5, saved, scale, needs, outs=(None, None, None)):
