@@ -286,9 +286,9 @@ def free_cores(sample_seconds: float = 0.1) -> int:
         started = time.monotonic()
         time.sleep(sample_seconds)
         others = (_busy_seconds() - before - (_own_cpu_seconds() - own_before)) / (time.monotonic() - started)
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # no /proc/stat, no sched_getaffinity
         return cores
-    return max(1, min(cores, round(cores - others)))
+    return max(1, min(cores, cores - int(others + 0.25)))  # a core is taken from 3/4 busy: noise is no process
 
 
 def _busy_seconds() -> float:
@@ -299,8 +299,7 @@ def _busy_seconds() -> float:
         for line in stat:
             name, *ticks = line.split()
             if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in allowed:
-                user, nice, system, idle, iowait = (int(t) for t in ticks[:5])
-                busy_ticks += user + nice + system + sum(int(t) for t in ticks[5:8])  # irq, softirq, steal
+                busy_ticks += sum(int(ticks[i]) for i in (0, 1, 2, 5, 6))  # user nice system irq softirq; no steal
     return busy_ticks / os.sysconf("SC_CLK_TCK")
 
 
