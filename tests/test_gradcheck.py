@@ -151,3 +151,10 @@ def test_gradcheck_refuses_an_input_made_by_an_op_whose_grad_backward_never_fill
     leaf = tt.tensor([1.0, 2.0], dtype=tt.float64, requires_grad=True)
     with pytest.raises(ValueError, match="made by an op"):
         tt.gradcheck(lambda x: x * x, [leaf * 1.0])
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_nan_gradient_or_objective_fails_instead_of_passing(fast):
+    x = tt.tensor([0.5, -0.25], dtype=tt.float64, requires_grad=True)
+    with pytest.raises(GradcheckError):
+        tt.gradcheck(lambda x: (x * float("nan")).sum(), [x], fast=fast)

@@ -112,6 +112,7 @@ def _check_every_element(t, grad, objective, position, eps, atol, rtol) -> None:
         numeric[index] = (plus - minus) / (2 * eps)
     analytic = backend.to_numpy(grad).astype(numpy.float64)
     error = numpy.abs(analytic - numeric) - (atol + rtol * numpy.abs(numeric))
+    error = numpy.where(numpy.isnan(error), numpy.inf, error)  # a NaN on either side fails, never passes silently
     if error.size and error.max() > 0:
         worst = numpy.unravel_index(int(error.argmax()), t.shape)
         raise GradcheckError(
@@ -127,7 +128,7 @@ def _check_direction(t, grad, objective, position, eps, atol, rtol, rng) -> None
     plus, minus = _central_difference(t, eps * direction, objective)
     numeric = (plus - minus) / (2 * eps)
     analytic = float((grad * direction).sum())
-    if abs(analytic - numeric) > atol + rtol * abs(numeric):
+    if not abs(analytic - numeric) <= atol + rtol * abs(numeric):  # NaN on either side fails too
         raise GradcheckError(
             f"directional derivative of input {position} (shape {t.shape}) is wrong: analytic {analytic:.10g}, "
             f"finite differences {numeric:.10g} (atol {atol}, rtol {rtol})"
