@@ -96,6 +96,17 @@ class ContextPooler(nn.Module):
         return self.activation(self.dense(self.dropout(hidden[:, 0])))
 
 
+def add_deberta_classifier_head(model, config) -> None:
+    """`pooler`, `dropout` and `classifier` of a DeBERTa (v1 or v2) sequence classifier, initialised as transformers
+    does (cls_dropout, else hidden_dropout_prob); the trunk's unused position weights are skipped as in its base."""
+    model.pooler = ContextPooler(config)
+    model.classifier = nn.Linear(config.pooler_hidden_size, config.num_labels)
+    model.dropout = nn.Dropout(config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob)
+    model.pooler.apply(model._init_weights)
+    model.classifier.apply(model._init_weights)
+    model._skip_unused_positions()
+
+
 class DebertaForSequenceClassification(EmbeddingsEntry, DebertaPreTrainedModel):
     """DeBERTa with `pooler` (ContextPooler) and `classifier` (Hugging Face's DebertaForSequenceClassification).
     Reads base and masked-LM checkpoints (skipping `cls.*` / `lm_predictions.*`); pooler and classifier start
@@ -109,13 +120,7 @@ class DebertaForSequenceClassification(EmbeddingsEntry, DebertaPreTrainedModel):
         super().__init__()
         self.config = config
         self.deberta = DebertaModel(config)
-        self.pooler = ContextPooler(config)
-        self.classifier = nn.Linear(config.pooler_hidden_size, config.num_labels)
-        dropout = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.pooler.apply(self._init_weights)
-        self.classifier.apply(self._init_weights)
-        self._skip_unused_positions()
+        add_deberta_classifier_head(self, config)
 
     def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
         """word (+ positions / token types as configured) → LayerNorm → pad rows zeroed → dropout: [B, T, H]."""

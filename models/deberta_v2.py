@@ -7,7 +7,8 @@ Taken from other files (read models/bert.py, then models/deberta.py, first):
   initialisation, the `deberta.` prefix, skipping unused position tables);
 - models/bert.py: `BertSelfOutput` (attention.output), `BertIntermediate` + `BertOutput` (the feed-forward),
   `BertOnlyMLMHead` (legacy=true) and `masked_lm_loss`;
-- models/classification.py: `DebertaClassificationConfig` (the classifier's config fields) and `ContextPooler`;
+- models/classification.py: `DebertaClassificationConfig` (the classifier's config fields) and
+  `add_deberta_classifier_head` (ContextPooler, dropout and classifier);
   models/hf.py: `EmbeddingsEntry` (the classifier's forward split for SiFT).
 
 What v2 changes, all inside the encoder (the classes here carry the `DebertaV2` prefix where v1 has a class of the
@@ -41,7 +42,7 @@ import tinytensor as tt
 import tinytensor.nn as nn
 import tinytensor.nn.functional as F
 from models.bert import BertIntermediate, BertOnlyMLMHead, BertOutput, BertSelfOutput, masked_lm_loss
-from models.classification import ContextPooler, DebertaClassificationConfig
+from models.classification import DebertaClassificationConfig, add_deberta_classifier_head
 from models.deberta import DebertaEmbeddings, DebertaOnlyMLMHead, DebertaPreTrainedModel, query_key_mask
 from models.hf import ACTIVATIONS, EmbeddingsEntry, as_attention_mask, as_ids, as_input_ids, model_device
 
@@ -341,13 +342,7 @@ class DebertaV2ForSequenceClassification(EmbeddingsEntry, DebertaV2PreTrainedMod
         super().__init__()
         self.config = config
         self.deberta = DebertaV2Model(config)
-        self.pooler = ContextPooler(config)
-        self.classifier = nn.Linear(config.pooler_hidden_size, config.num_labels)
-        dropout = config.cls_dropout if config.cls_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        self.pooler.apply(self._init_weights)
-        self.classifier.apply(self._init_weights)
-        self._skip_unused_positions()
+        add_deberta_classifier_head(self, config)
 
     def embed(self, input_ids, token_type_ids=None, attention_mask=None) -> tt.Tensor:
         return self.deberta.embed(input_ids, token_type_ids, attention_mask)[0]

@@ -21,6 +21,7 @@ last good checkpoint kept; Ctrl-C saves and exits with 130; anything else is a b
 """
 from __future__ import annotations
 
+import abc
 import argparse
 import dataclasses
 import importlib
@@ -100,8 +101,9 @@ class Run:
         return self.settings["seed"]
 
 
-class Task:
-    """What a trainer declares; `main` runs it. Subclasses set the attributes and write `prepare` and `finish`."""
+class Task(abc.ABC):
+    """What a trainer declares; `main` runs it. Subclasses set the attributes and write `prepare`,
+    `tokenizer_from_dict` and (optionally) `finish`."""
 
     command: str = ""                        # "gpt_char": run as `python -m train.gpt_char`
     doc: str = ""                            # the module docstring, shown by --help
@@ -115,11 +117,11 @@ class Task:
     init_from_flag: str | None = None         # e.g. "--init-from": start from a Hugging Face directory
 
     # ---- what each task writes ----------------------------------------------------------------------------------
+    @abc.abstractmethod
     def prepare(self, run: Run) -> None:
         """Fill run.tokenizer (already the saved run's on --resume), run.model, run.model_config, run.batches,
         run.loss_fn (and optionally optimizer, lr_schedule, record_extra, scratch, description), raising a
         USER_ERRORS exception for anything the user can fix."""
-        raise NotImplementedError
 
     def finish(self, run: Run, trainer: Trainer) -> int:
         """After training (rank 0): exports, scores, samples; returns the exit status."""
@@ -140,8 +142,9 @@ class Task:
                                f"train.{self.command} knows {', '.join(self.models)}")
         return model_type
 
+    @abc.abstractmethod
     def tokenizer_from_dict(self, data: dict):
-        raise NotImplementedError
+        """The tokenizer of a run record (its `to_dict()`, as `record` saved it)."""
 
     def build_model(self, model_name: str, model_config: dict):
         """A fresh model from a config dict (as every checkpoint stores it)."""
@@ -151,7 +154,7 @@ class Task:
         except (TypeError, ValueError) as error:
             raise CommandError(f"model config: {error}") from error
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027 - an optional hook
         """Flags of this task that are not settings (actions such as finetune's --write-example)."""
 
     def before_run(self, args: argparse.Namespace) -> int | None:
