@@ -127,6 +127,21 @@ def test_softmax_rows_sum_to_one_and_stay_finite_at_logits_of_plus_and_minus_1e4
 
 @op_settings
 @given(data=st.data())
+def test_sum_keepdims_equals_numpy_sum_by_ones_product_and_by_reduction(monkeypatch, data):
+    from tinytensor.ops import nn
+
+    shape = data.draw(shapes(min_dims=1, max_dims=4), label="shape")
+    dim = data.draw(axis(len(shape)), label="dim")
+    x = data.draw(arrays(shape, low=-10.0, high=10.0), label="x")
+    for largest_ones_product in (1 << 22, -1):  # the BLAS path (small arrays) and NumPy's reduction
+        monkeypatch.setattr(nn, "_ONES_PRODUCT_MAX_SIZE", largest_ones_product)
+        summed = nn.sum_keepdims(np, x, dim)
+        assert summed.shape == x.sum(axis=dim, keepdims=True).shape
+        np.testing.assert_allclose(summed, x.sum(axis=dim, keepdims=True), rtol=1e-12, atol=1e-12)
+
+
+@op_settings
+@given(data=st.data())
 def test_log_softmax_equals_log_of_softmax(device, data):
     shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
     dim = data.draw(axis(len(shape)), label="dim")

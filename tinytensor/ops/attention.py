@@ -200,7 +200,7 @@ def _attend_backward(xp, grad5, q5, k5, v5, saved, scale, needs, outs=(None, Non
     summed over query groups, dv = Pᵀ·dout."""
     probs_t, attended_t, drop_mask, keep = saved
     d_attended_t = xp.matmul(v5, grad5.swapaxes(-1, -2))
-    grad_v = _sum_groups(xp, xp.matmul(attended_t, grad5), outs[2]) if needs[2] else None
+    grad_v = _matmul_summing_groups(xp, attended_t, grad5, outs[2]) if needs[2] else None
     if drop_mask is not None:
         d_attended_t *= drop_mask
     d_scores_t = d_attended_t
@@ -210,15 +210,16 @@ def _attend_backward(xp, grad5, q5, k5, v5, saved, scale, needs, outs=(None, Non
         d_scores_t *= keep
     d_scores_t *= d_scores_t.dtype.type(scale)
     grad_q = xp.matmul(d_scores_t.swapaxes(-1, -2), k5, out=outs[0]) if needs[0] else None
-    grad_k = _sum_groups(xp, xp.matmul(d_scores_t, q5), outs[1]) if needs[1] else None
+    grad_k = _matmul_summing_groups(xp, d_scores_t, q5, outs[1]) if needs[1] else None
     return grad_q, grad_k, grad_v
 
 
-def _sum_groups(xp, per_group, out=None):
-    """Sum a key/value gradient [..., Hkv, G, Tk, d] over its G query heads, keeping the axis."""
-    if per_group.shape[-3] == 1 and out is None:
-        return per_group
-    return xp.sum(per_group, axis=-3, keepdims=True, out=out)
+def _matmul_summing_groups(xp, a, b, out=None):
+    """a·b for a key/value gradient, [..., Hkv, G, Tk, d], summed over its G query heads (keeping the axis) and
+    written into `out` if given; with one query head per key/value head the product goes straight there."""
+    if a.shape[-3] == 1:
+        return xp.matmul(a, b, out=out)
+    return xp.sum(xp.matmul(a, b), axis=-3, keepdims=True, out=out)
 
 
 def _group_heads(mask, kv_heads: int, groups: int):

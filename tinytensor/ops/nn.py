@@ -25,8 +25,21 @@ def stable_softmax(xp, x, axis, in_place: bool = False):
     when `in_place`)."""
     out = xp.subtract(x, x.max(axis=axis, keepdims=True), out=x if in_place else None)
     xp.exp(out, out=out)
-    out /= out.sum(axis=axis, keepdims=True)
+    out /= sum_keepdims(xp, out, axis)
     return out
+
+
+_ONES_PRODUCT_MAX_SIZE = 1 << 22  # past this, BLAS's matrix-vector products ran slower than NumPy's sum
+
+
+def sum_keepdims(xp, x, axis: int):
+    """x.sum(axis, keepdims=True); along either of the last two axes of an array of up to 4M elements as a product
+    with a vector of ones, which BLAS runs three to four times faster than NumPy reduces short rows."""
+    axis = axis % x.ndim
+    if x.ndim < 2 or axis < x.ndim - 2 or x.size > _ONES_PRODUCT_MAX_SIZE:
+        return x.sum(axis=axis, keepdims=True)
+    ones = xp.ones(x.shape[axis], dtype=x.dtype)
+    return (x @ ones)[..., None] if axis == x.ndim - 1 else (ones @ x)[..., None, :]
 
 
 class Softmax(Function):
