@@ -130,7 +130,7 @@ def test_matmul_and_einsum_second_derivatives_match_finite_differences(data, bat
 def test_cross_entropy_second_derivatives_match_finite_differences(data, reduction, smoothing, ignore):
     n, c = data.draw(st.integers(1, 3)), data.draw(st.integers(2, 4))
     targets = data.draw(index_arrays((n,), c))
-    if ignore:
+    if ignore and n > 1:  # with every target ignored the mean is 0/0 = NaN, as in PyTorch: nothing to check
         targets[0] = -100
     logits = leaves(data.draw(arrays((n, c))))
     assert tt.gradgradcheck(lambda x: F.cross_entropy(x, targets, reduction=reduction, label_smoothing=smoothing),

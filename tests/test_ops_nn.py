@@ -5,6 +5,7 @@ plain NumPy formula, and the properties a model relies on are checked directly: 
 finite at ±1e4, layer norm standardises, causal attention ignores the future.
 """
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -192,6 +193,17 @@ def test_cross_entropy_ignores_ignored_targets(device, batch, label_smoothing):
     assert (x.grad.numpy()[ignored] == 0).all()
     if reduction == "none":
         assert (loss.numpy()[targets == ignore_index] == 0).all()
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_a_mean_over_only_ignored_targets_is_nan_with_a_zero_gradient_as_in_pytorch(device, loss):
+    x = tensor(np.array([[0.5, -1.0, 2.0], [0.1, 0.2, 0.3]]), device, tt.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyTorch is silent about this 0/0, and so are we
+        value = getattr(F, loss)(x, tensor(np.array([-100, -100]), device))
+        value.backward()
+    assert np.isnan(value.item())
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((2, 3)))
 
 
 def test_cross_entropy_of_a_single_unbatched_row_matches_the_formula():

@@ -98,11 +98,23 @@ def _valid_count(valid, dtype, reduction: str):
     return valid.sum(dtype=dtype) if reduction == "mean" else None
 
 
-def _reduce_loss(per_item, valid_count, reduction: str):
+def _row_weights(xp, grad, valid, valid_count, reduction: str):
+    """Each row's share of the upstream gradient: grad, divided by the number of valid rows for "mean", and 0 for
+    ignored rows, also when every row is ignored (the mean is then 0/0 = NaN, and its gradient 0, as in PyTorch)."""
+    if reduction == "mean":
+        grad = grad / xp.maximum(valid_count, 1)
+    return xp.where(valid, grad, 0)
+
+
+def _reduce_loss(xp, per_item, valid_count, reduction: str):
+    """Sum or mean of the per-item losses; a mean over no valid item is NaN (0/0, as in PyTorch), without NumPy's
+    division warning."""
     if reduction == "none":
         return per_item
     total = per_item.sum()
-    return total if reduction == "sum" else total / valid_count
+    if reduction == "sum":
+        return total
+    return xp.where(valid_count > 0, total / xp.maximum(valid_count, 1), xp.nan).astype(total.dtype, copy=False)
 
 
 class CrossEntropy(Function):
@@ -130,7 +142,7 @@ class CrossEntropy(Function):
         self.options = (label_smoothing, reduction)
         self.ignore_index = ignore_index
         self.save_for_backward(log_probs, safe_targets, valid, logits, targets)  # the last two for `composed`
-        return _reduce_loss(per_item, self.valid_count, reduction)
+        return _reduce_loss(xp, per_item, self.valid_count, reduction)
 
     def composed(self, logits, targets):
         return composed.cross_entropy(logits, targets, self.ignore_index, *self.options)
@@ -144,10 +156,7 @@ class CrossEntropy(Function):
             grad_logits -= label_smoothing / log_probs.shape[1]
         rows = xp.arange(targets.shape[0])
         grad_logits[rows, targets] -= 1 - label_smoothing
-        if reduction == "none":
-            row_scale = xp.where(valid, grad, 0)
-        else:
-            row_scale = valid * (grad / self.valid_count if reduction == "mean" else grad)
+        row_scale = _row_weights(xp, grad, valid, self.valid_count, reduction)
         grad_logits *= row_scale[:, None].astype(grad_logits.dtype, copy=False)
         return grad_logits, None
 
@@ -165,13 +174,13 @@ class NllLoss(Function):
         self.valid_count = _valid_count(valid, log_probs.dtype, reduction)
         self.input_shape, self.reduction = log_probs.shape, reduction
         self.save_for_backward(safe_targets, valid)
-        return _reduce_loss(per_item, self.valid_count, reduction)
+        return _reduce_loss(xp, per_item, self.valid_count, reduction)
 
     def backward(self, grad):
         xp = self.xp
         targets, valid = self.saved
-        scale = grad / self.valid_count if self.reduction == "mean" else grad
-        return scatter_add(xp, -(valid * scale), (xp.arange(targets.shape[0]), targets), self.input_shape), None
+        weights = _row_weights(xp, grad, valid, self.valid_count, self.reduction)
+        return scatter_add(xp, -weights, (xp.arange(targets.shape[0]), targets), self.input_shape), None
 
 
 def _classes_last(input: Tensor, target) -> tuple[Tensor, Tensor, tuple]:
