@@ -21,8 +21,8 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 from tinytensor import autograd, backend, cuda  # noqa: E402
 from tinytensor.autograd import detect_anomaly, enable_grad, inference_mode, is_grad_enabled, no_grad  # noqa: E402
-from tinytensor.backend import (bfloat16, bool_, cuda_is_available, device, float16, float32,  # noqa: E402
-                                float64, get_rng_state, int32, int64, manual_seed, set_rng_state)
+from tinytensor.backend import (Generator, bfloat16, bool_, cuda_is_available, device, float16,  # noqa: E402
+                                float32, float64, get_rng_state, int32, int64, manual_seed, set_rng_state)
 from tinytensor.ops import *  # noqa: E402,F403 - the op functions are the top-level API, as in torch
 from tinytensor.tensor import Tensor  # noqa: E402
 from tinytensor.gradcheck import gradcheck, gradgradcheck  # noqa: E402,I001 - gradcheck builds on the ops above

@@ -231,6 +231,57 @@ def generator(device: str = "cpu"):
     return _generators[device]
 
 
+class Generator:
+    """torch.Generator: a random stream of its own, for code that keeps its draws apart from the shared one
+    (makemore's `g = torch.Generator().manual_seed(2147483647)`, then `torch.randn(..., generator=g)`). Every draw
+    that takes `generator=` (randn, rand, randint, randperm, multinomial, normal_, uniform_, nn.init) reads from it.
+    The same seed gives the same numbers on every run, but not PyTorch's numbers (NumPy's PCG64, not Philox or
+    Mersenne Twister). Its state is what `get_state`/`set_state` pass around (a dict, not a byte tensor)."""
+
+    DEFAULT_SEED = 67280421310721  # PyTorch's initial seed for a new Generator
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = require_device(str(device))
+        self.manual_seed(self.DEFAULT_SEED)
+
+    def manual_seed(self, seed: int) -> Generator:
+        """Restart the stream from `seed`; returns the generator, so it chains as in PyTorch."""
+        self._seed = int(seed)
+        self._rng = module_for(self.device).random.default_rng(self._seed)
+        return self
+
+    def seed(self) -> int:
+        """Reseed from the operating system's entropy; returns the new seed."""
+        self.manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+        return self._seed
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self) -> dict:
+        return {"seed": self._seed, "state": self._rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> Generator:
+        self.manual_seed(state["seed"])
+        self._rng.bit_generator.state = state["state"]
+        return self
+
+    def __repr__(self) -> str:
+        return f"Generator(device={self.device!r}, initial_seed={self._seed})"
+
+
+def draws(device: str, chosen: Generator | None = None):
+    """Where a random draw on `device` comes from: the `generator=` a caller `chosen` (it must live on that
+    device), else the device's shared generator."""
+    if chosen is None:
+        return generator(device)
+    if not isinstance(chosen, Generator):
+        raise TypeError(f"generator must be a tinytensor Generator, got {type(chosen).__name__}")
+    if chosen.device != normalize_device(device):
+        raise ValueError(f"a generator on {chosen.device} cannot draw a tensor on {normalize_device(device)}")
+    return chosen._rng
+
+
 def get_rng_state() -> dict:
     """The CPU generator's state, JSON-friendly, for checkpoints (the GPU stream is reseeded on resume)."""
     return {"seed": _seed, "cpu": generator("cpu").bit_generator.state}

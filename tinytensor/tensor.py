@@ -18,12 +18,17 @@ from tinytensor import autograd, backend
 _PY_SCALARS = (bool, int, float)
 _NUMBER_KINDS = "biufc"  # NumPy dtype kinds of bools, ints, unsigned ints, floats and complex numbers
 
+_NUMPY_OPERATORS = {  # NumPy's ufunc behind an operator → the op tinytensor runs for `ndarray ∘ Tensor`
+    "add": "add", "subtract": "sub", "multiply": "mul", "divide": "div", "power": "pow",
+    "floor_divide": "floor_divide", "remainder": "remainder", "matmul": "matmul", "equal": "eq",
+    "not_equal": "ne", "less": "lt", "less_equal": "le", "greater": "gt", "greater_equal": "ge",
+}
+
 
 class Tensor:
     """An n-dimensional array that can record the ops applied to it and differentiate through them."""
 
     __slots__ = ("data", "grad", "_requires_grad", "_node", "_hooks", "__weakref__")
-    __array_priority__ = 1000  # make `ndarray * Tensor` call Tensor.__rmul__
 
     def __init__(self, data: Any, dtype=None, device: str | None = None, requires_grad: bool = False):
         self.data = _to_array(data, dtype, device)
@@ -124,6 +129,8 @@ class Tensor:
 
     def numel(self) -> int:
         return int(self.data.size)
+
+    nelement = numel
 
     def dim(self) -> int:
         return self.data.ndim
@@ -238,6 +245,20 @@ class Tensor:
         return bool(self.data.flags.c_contiguous)
 
     # ---- operators -------------------------------------------------------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        """NumPy meeting a Tensor. Writing into a raw array (`p.data += -lr * p.grad`, the hand-written SGD step of
+        micrograd and makemore) uses the Tensors' arrays and records nothing, as PyTorch's `.data` arithmetic does;
+        `ndarray ∘ Tensor` for an operator gives the Tensor op, as `Tensor ∘ ndarray` does. Anything else is
+        refused: call the tinytensor op, or `.numpy()` first."""
+        if method != "__call__" or kwargs:
+            return NotImplemented
+        if out is not None:
+            if any(isinstance(target, Tensor) for target in out):
+                return NotImplemented
+            return ufunc(*(value.data if isinstance(value, Tensor) else value for value in inputs), out=out)
+        op_name = _NUMPY_OPERATORS.get(ufunc.__name__)
+        return NotImplemented if op_name is None else getattr(ops, op_name)(*inputs)
+
     def __add__(self, other):
         return ops.add(self, other)
 
@@ -531,11 +552,11 @@ class Tensor:
     def copy_(self, source):
         return ops.inplace.copy_(self, source)
 
-    def normal_(self, mean=0.0, std=1.0):
-        return ops.inplace.normal_(self, mean, std)
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        return ops.inplace.normal_(self, mean, std, generator)
 
-    def uniform_(self, a=0.0, b=1.0):
-        return ops.inplace.uniform_(self, a, b)
+    def uniform_(self, a=0.0, b=1.0, *, generator=None):
+        return ops.inplace.uniform_(self, a, b, generator)
 
     def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
         return ops.inplace.scatter_(self, dim, index, src, value=value, reduce=reduce)

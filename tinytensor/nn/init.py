@@ -2,8 +2,9 @@
 
 Layers (`tinytensor.nn.layers`, models) call these in their constructors; users call them to re-initialise.
 Every function writes into `tensor.data` in place (the array keeps its identity), draws from the seeded generator
-of the tensor's device (`backend.generator`) directly in the tensor's dtype, records no graph, and returns the
-tensor. The formulas are PyTorch's, so bounds and standard deviations match `torch.nn.init` exactly.
+of the tensor's device (`backend.generator`, or the `generator=` given) directly in the tensor's dtype, records no
+graph, and returns the tensor. The formulas are PyTorch's, so bounds and standard deviations match `torch.nn.init`
+exactly.
 """
 from __future__ import annotations
 
@@ -26,25 +27,25 @@ def _fill(tensor: Tensor, values) -> Tensor:
     return tensor
 
 
-def _uniform_array(tensor: Tensor, low: float, high: float):
-    draw = backend.generator(tensor.device).random(tensor.shape, dtype=_draw_dtype(tensor))
+def _uniform_array(tensor: Tensor, low: float, high: float, generator=None):
+    draw = backend.draws(tensor.device, generator).random(tensor.shape, dtype=_draw_dtype(tensor))
     return draw * (high - low) + low
 
 
-def _normal_array(tensor: Tensor, mean: float, std: float, shape: tuple | None = None):
+def _normal_array(tensor: Tensor, mean: float, std: float, shape: tuple | None = None, generator=None):
     shape = tensor.shape if shape is None else shape
-    draw = backend.generator(tensor.device).standard_normal(shape, dtype=_draw_dtype(tensor))
+    draw = backend.draws(tensor.device, generator).standard_normal(shape, dtype=_draw_dtype(tensor))
     return draw * std + mean
 
 
-def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Fill with U(a, b)."""
-    return _fill(tensor, _uniform_array(tensor, a, b))
+def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
+    """Fill with U(a, b) (from `generator` if given, as every initialiser here)."""
+    return _fill(tensor, _uniform_array(tensor, a, b, generator))
 
 
-def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
+def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     """Fill with N(mean, std²)."""
-    return _fill(tensor, _normal_array(tensor, mean, std))
+    return _fill(tensor, _normal_array(tensor, mean, std, generator=generator))
 
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
@@ -59,7 +60,8 @@ def ones_(tensor: Tensor) -> Tensor:
     return _fill(tensor, 1)
 
 
-def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> Tensor:
+def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
+                  generator=None) -> Tensor:
     """Fill with N(mean, std²) conditioned on [a, b] (absolute bounds, as in PyTorch), by rejection sampling.
 
     Each round draws enough candidates for the still-empty slots given the probability mass inside [a, b], so a
@@ -73,7 +75,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     filled = 0
     while filled < flat.size:
         wanted = flat.size - filled
-        candidates = _normal_array(tensor, mean, std, (int(wanted / mass * 1.1) + 16,))
+        candidates = _normal_array(tensor, mean, std, (int(wanted / mass * 1.1) + 16,), generator)
         accepted = candidates[(candidates >= a) & (candidates <= b)][:wanted]
         flat[filled:filled + accepted.size] = accepted
         filled += accepted.size
@@ -108,17 +110,17 @@ def fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     return tensor.shape[1] * receptive_field, tensor.shape[0] * receptive_field
 
 
-def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     """Glorot & Bengio (2010): U(−bound, bound) with bound = gain·√(6/(fan_in + fan_out))."""
     fan_in, fan_out = fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     """Glorot & Bengio (2010): N(0, std²) with std = gain·√(2/(fan_in + fan_out))."""
     fan_in, fan_out = fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
 def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> float:
@@ -131,16 +133,16 @@ def _kaiming_std(tensor: Tensor, a: float, mode: str, nonlinearity: str) -> floa
 
 
 def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
-                     nonlinearity: str = "leaky_relu") -> Tensor:
+                     nonlinearity: str = "leaky_relu", generator=None) -> Tensor:
     """He et al. (2015): U(−bound, bound) with bound = √3·gain/√fan (the uniform law with that std).
 
     `Linear` uses a=√5, which gives bound = 1/√fan_in.
     """
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
-                    nonlinearity: str = "leaky_relu") -> Tensor:
+                    nonlinearity: str = "leaky_relu", generator=None) -> Tensor:
     """He et al. (2015): N(0, std²) with std = gain/√fan."""
-    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity), generator)

@@ -57,17 +57,17 @@ def arange(start, end=None, step=1, dtype=None, device: str = "cpu") -> Tensor:
     return Tensor(backend.module_for(device).arange(start, end, step, dtype=backend.as_dtype(dtype)))
 
 
-def randn(*shape, dtype=None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
-    """Standard normal samples from the device's seeded generator."""
+def randn(*shape, generator=None, dtype=None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the device's seeded generator (or from `generator`)."""
     dtype = backend.as_dtype(dtype or backend.DEFAULT_FLOAT)
-    draw = backend.generator(device).standard_normal(shape_arg(shape), dtype=_draw_dtype(dtype))
+    draw = backend.draws(device, generator).standard_normal(shape_arg(shape), dtype=_draw_dtype(dtype))
     return Tensor(draw.astype(dtype, copy=False), requires_grad=requires_grad)
 
 
-def rand(*shape, dtype=None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+def rand(*shape, generator=None, dtype=None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
     dtype = backend.as_dtype(dtype or backend.DEFAULT_FLOAT)
-    draw = backend.generator(device).random(shape_arg(shape), dtype=_draw_dtype(dtype))
+    draw = backend.draws(device, generator).random(shape_arg(shape), dtype=_draw_dtype(dtype))
     return Tensor(draw.astype(dtype, copy=False), requires_grad=requires_grad)
 
 
@@ -78,7 +78,7 @@ def empty(*shape, dtype=None, device: str = "cpu", requires_grad: bool = False) 
     return Tensor(array, requires_grad=requires_grad)
 
 
-def randint(low: int = 0, high=None, size=None, *, dtype=None, device: str = "cpu") -> Tensor:
+def randint(low: int = 0, high=None, size=None, *, generator=None, dtype=None, device: str = "cpu") -> Tensor:
     """Integers in [low, high) (int64 unless `dtype`), called as PyTorch allows: randint(high, size) or
     randint(low, high, size), `size` a tuple."""
     if isinstance(high, (tuple, list)) or high is None:  # randint(high, size) or randint(high, size=size)
@@ -86,14 +86,14 @@ def randint(low: int = 0, high=None, size=None, *, dtype=None, device: str = "cp
     if size is None:
         raise TypeError("randint: missing the size argument, e.g. randint(10, (3,))")
     size = (size,) if isinstance(size, int) else tuple(size)
-    draw = backend.generator(device).integers(int(low), int(high), size=size, dtype=backend.int64)
+    draw = backend.draws(device, generator).integers(int(low), int(high), size=size, dtype=backend.int64)
     return Tensor(draw if dtype is None else draw.astype(backend.as_dtype(dtype)))
 
 
-def randperm(n: int, *, dtype=None, device: str = "cpu") -> Tensor:
+def randperm(n: int, *, generator=None, dtype=None, device: str = "cpu") -> Tensor:
     """A random permutation of 0 … n−1 (int64 unless `dtype`): the order that sorts n uniform draws (CuPy's
     generator has no `permutation`)."""
-    draw = backend.module_for(device).argsort(backend.generator(device).random(int(n)))
+    draw = backend.module_for(device).argsort(backend.draws(device, generator).random(int(n)))
     return Tensor(draw.astype(backend.as_dtype(dtype or backend.int64), copy=False))
 
 
@@ -109,7 +109,7 @@ def _draw_dtype(dtype):
     return backend.float32 if dtype == backend.float16 else dtype
 
 
-def multinomial(probs: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
+def multinomial(probs: Tensor, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
     """Draw `num_samples` class ids from each row of non-negative weights [..., C] → [..., num_samples] (int64).
 
     With replacement (or for one sample) each draw inverts the CDF. Without, as PyTorch's default, each class is
@@ -117,11 +117,11 @@ def multinomial(probs: Tensor, num_samples: int, replacement: bool = False) -> T
     which is the same distribution as drawing one at a time and renormalising.
     """
     xp = probs.xp
-    generator = backend.generator(probs.device)
+    source = backend.draws(probs.device, generator)
     if replacement or num_samples == 1:
         cdf = xp.cumsum(probs.data, axis=-1, dtype=backend.float64)
         cdf /= cdf[..., -1:]
-        uniform = generator.random((*probs.shape[:-1], num_samples))
+        uniform = source.random((*probs.shape[:-1], num_samples))
         ids = (cdf[..., None, :] <= uniform[..., None]).sum(axis=-1)
         return Tensor(xp.minimum(ids, probs.shape[-1] - 1).astype(backend.int64))
     if num_samples > int((probs.data > 0).sum(axis=-1).min()):
@@ -129,5 +129,5 @@ def multinomial(probs: Tensor, num_samples: int, replacement: bool = False) -> T
                            "fewer categories of non-zero probability; pass replacement=True")
     weights = probs.data.astype(backend.float64)
     positive = weights > 0
-    clocks = xp.where(positive, -xp.log1p(-generator.random(probs.shape)) / xp.where(positive, weights, 1), xp.inf)
+    clocks = xp.where(positive, -xp.log1p(-source.random(probs.shape)) / xp.where(positive, weights, 1), xp.inf)
     return Tensor(xp.argsort(clocks, axis=-1, kind="stable")[..., :num_samples].astype(backend.int64))

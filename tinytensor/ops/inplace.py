@@ -87,12 +87,14 @@ def copy_(target: Tensor, source) -> Tensor:
     return write(target, lambda t: expand(source, *t.shape), "copy_")
 
 
-def normal_(target: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    return write(target, lambda t: randn(*t.shape, dtype=_float(t), device=t.device) * std + mean, "normal_")
+def normal_(target: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
+    return write(target, lambda t: randn(*t.shape, generator=generator, dtype=_float(t), device=t.device) * std + mean,
+                 "normal_")
 
 
-def uniform_(target: Tensor, low: float = 0.0, high: float = 1.0) -> Tensor:
-    return write(target, lambda t: rand(*t.shape, dtype=_float(t), device=t.device) * (high - low) + low, "uniform_")
+def uniform_(target: Tensor, low: float = 0.0, high: float = 1.0, generator=None) -> Tensor:
+    return write(target, lambda t: rand(*t.shape, generator=generator, dtype=_float(t), device=t.device)
+                 * (high - low) + low, "uniform_")
 
 
 def scatter_(target: Tensor, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor:

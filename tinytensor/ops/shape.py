@@ -199,7 +199,7 @@ class GetItem(Function):
 
     def forward(self, a, index=None):
         self.index, self.input_shape = index, a.shape
-        return a[index]
+        return self.xp.asarray(a[index])  # NumPy gives a scalar, not a 0-d array, when every axis is indexed
 
     def backward(self, grad):
         return scatter_add(self.xp, grad, self.index, self.input_shape)
