@@ -583,3 +583,167 @@ def test_indexing_idioms_gather_scatter_index_select_and_modular_arithmetic():
     assert torch.fmod(torch.tensor([-3.0, 3.0]), 2).tolist() == [-1.0, 1.0]
     bias = torch.zeros(6).expand_as(logits)
     assert bias.shape == logits.shape and logits.view_as(one_hot.t().contiguous()).shape == (6, 4)
+
+
+# ---- makemore (karpathy's "Neural Networks: Zero to Hero", parts 1 to 4) ------------------------------------------
+NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "charlotte", "mia", "amelia", "harper", "evelyn"]
+
+
+def makemore_vocabulary():
+    chars = sorted(set("".join(NAMES)))
+    stoi = {s: i + 1 for i, s in enumerate(chars)}
+    stoi["."] = 0
+    return stoi, {i: s for s, i in stoi.items()}
+
+
+def test_makemore_bigram_counts_and_one_layer_network_with_a_generator():
+    stoi, itos = makemore_vocabulary()
+    V = len(stoi)
+    N = torch.zeros((V, V), dtype=torch.int32)
+    for w in NAMES:
+        chs = ["."] + list(w) + ["."]
+        for ch1, ch2 in zip(chs, chs[1:]):
+            N[stoi[ch1], stoi[ch2]] += 1                   # element update through a 0-d index
+    assert N[stoi["."], stoi["e"]].item() == 2 and N.sum().item() == sum(len(w) + 1 for w in NAMES)
+    P = (N + 1).float()
+    P /= P.sum(1, keepdims=True)
+    g = torch.Generator().manual_seed(2147483647)
+    names = []
+    for _ in range(3):
+        ix, out = 0, []
+        while True:
+            ix = torch.multinomial(P[ix], num_samples=1, replacement=True, generator=g).item()
+            out.append(itos[ix])
+            if ix == 0:
+                break
+        names.append("".join(out))
+    g.manual_seed(2147483647)                              # the same seed replays the same draws
+    again = torch.multinomial(P[0], num_samples=1, replacement=True, generator=g).item()
+    assert again == stoi[names[0][0]]
+
+    xs, ys = [], []
+    for w in NAMES:
+        chs = ["."] + list(w) + ["."]
+        for ch1, ch2 in zip(chs, chs[1:]):
+            xs.append(stoi[ch1])
+            ys.append(stoi[ch2])
+    xs, ys = torch.tensor(xs), torch.tensor(ys)
+    W = torch.randn((V, V), generator=g, requires_grad=True)
+    losses = []
+    for _ in range(20):
+        xenc = F.one_hot(xs, num_classes=V).float()
+        counts = (xenc @ W).exp()
+        probs = counts / counts.sum(1, keepdims=True)
+        loss = -probs[torch.arange(xs.nelement()), ys].log().mean() + 0.01 * (W**2).mean()
+        losses.append(loss.item())
+        W.grad = None
+        loss.backward()
+        W.data += -10 * W.grad                             # the raw array is updated in place
+    assert losses[-1] < losses[0] and isinstance(W.data, np.ndarray)
+
+
+def test_makemore_mlp_with_batchnorm_generator_and_manual_sgd_on_data():
+    stoi, itos = makemore_vocabulary()
+    block_size, V = 3, len(stoi)
+    X, Y = [], []
+    for w in NAMES * 5:
+        context = [0] * block_size
+        for ch in w + ".":
+            X.append(context)
+            Y.append(stoi[ch])
+            context = context[1:] + [stoi[ch]]
+    X, Y = torch.tensor(X), torch.tensor(Y)
+    g = torch.Generator().manual_seed(2147483647)
+    C = torch.randn((V, 10), generator=g)
+    W1 = torch.randn((30, 64), generator=g) * (5 / 3) / 30**0.5
+    W2 = torch.randn((64, V), generator=g) * 0.01
+    b2 = torch.randn(V, generator=g) * 0
+    bngain, bnbias = torch.ones((1, 64)), torch.zeros((1, 64))
+    bnmean_running, bnstd_running = torch.zeros((1, 64)), torch.ones((1, 64))
+    parameters = [C, W1, W2, b2, bngain, bnbias]
+    for p in parameters:
+        p.requires_grad = True
+    assert sum(p.nelement() for p in parameters) == V * 10 + 30 * 64 + 64 * V + V + 128
+    first = None
+    for _ in range(60):
+        ix = torch.randint(0, X.shape[0], (32,), generator=g)
+        emb = C[X[ix]]
+        hpreact = emb.view(emb.shape[0], -1) @ W1
+        bnmeani, bnstdi = hpreact.mean(0, keepdim=True), hpreact.std(0, keepdim=True)
+        hpreact = bngain * (hpreact - bnmeani) / bnstdi + bnbias
+        with torch.no_grad():
+            bnmean_running = 0.999 * bnmean_running + 0.001 * bnmeani
+            bnstd_running = 0.999 * bnstd_running + 0.001 * bnstdi
+        loss = F.cross_entropy(torch.tanh(hpreact) @ W2 + b2, Y[ix])
+        first = first if first is not None else loss.item()
+        for p in parameters:
+            p.grad = None
+        loss.backward()
+        for p in parameters:
+            p.data += -0.1 * p.grad
+    assert loss.item() < first and not bnmean_running.requires_grad
+
+    @torch.no_grad()
+    def sample(seed):
+        g = torch.Generator().manual_seed(seed)
+        out, context = [], [0] * block_size
+        while len(out) < 12:
+            h = torch.tanh(bngain * (C[torch.tensor([context])].view(1, -1) @ W1 - bnmean_running) / bnstd_running
+                           + bnbias)
+            ix = torch.multinomial(F.softmax(h @ W2 + b2, dim=1), num_samples=1, generator=g).item()
+            context = context[1:] + [ix]
+            out.append(ix)
+            if ix == 0:
+                break
+        return "".join(itos[i] for i in out)
+
+    assert sample(2147483647 + 10) == sample(2147483647 + 10)
+
+
+def test_makemore_backprop_ninja_manual_gradients_match_autograd():
+    g = torch.Generator().manual_seed(2147483647)
+    n, V = 8, 5
+    logits = torch.randn((n, V), generator=g, dtype=torch.double, requires_grad=True)
+    Yb = torch.randint(0, V, (n,), generator=g)
+    logit_maxes = logits.max(1, keepdim=True).values
+    norm_logits = logits - logit_maxes
+    counts = norm_logits.exp()
+    counts_sum_inv = counts.sum(1, keepdims=True) ** -1
+    probs = counts * counts_sum_inv
+    loss = -probs.log()[range(n), Yb].mean()
+    loss.backward()
+    dlogits = F.softmax(logits, 1).detach()
+    dlogits[range(n), Yb] -= 1                             # fancy-index update on a plain tensor
+    dlogits /= n
+    assert (dlogits - logits.grad).abs().max().item() < 1e-12
+    np.testing.assert_allclose(dlogits.numpy(), logits.grad.numpy(), rtol=0, atol=1e-12)
+
+
+def test_a_generator_is_its_own_stream_and_lives_on_one_device():
+    torch.manual_seed(0)
+    shared = torch.randn(3)
+    g = torch.Generator().manual_seed(7)
+    mine = torch.randn(3, generator=g)
+    torch.manual_seed(0)
+    assert torch.randn(3).tolist() == shared.tolist()      # drawing from g left the shared stream alone
+    assert torch.randn(3, generator=torch.Generator().manual_seed(7)).tolist() == mine.tolist()
+    state = g.get_state()
+    after = torch.rand(2, generator=g)
+    assert torch.rand(2, generator=g.set_state(state)).tolist() == after.tolist()
+    assert g.initial_seed() == 7 and torch.Generator().initial_seed() == 67280421310721
+    with pytest.raises(TypeError, match="generator must be a tinytensor Generator"):
+        torch.randn(2, generator=np.random.default_rng(0))
+    weights = torch.empty(4, 4)
+    nn.init.normal_(weights, generator=torch.Generator().manual_seed(1))
+    assert weights.tolist() == nn.init.normal_(torch.empty(4, 4), generator=torch.Generator().manual_seed(1)).tolist()
+
+
+def test_numpy_arrays_meet_tensors_as_pytorch_users_expect():
+    array, t = np.ones(3, dtype=np.float32), torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    product = array * t                                    # ndarray ∘ Tensor is the Tensor op
+    assert isinstance(product, torch.Tensor) and product.requires_grad and (array < t).tolist() == [False, True, True]
+    before = array
+    array += -0.5 * t                                      # in place into the array: values only, no graph
+    assert array is before and array.tolist() == [0.5, 0.0, -0.5]
+    with pytest.raises(TypeError):
+        np.exp(t)                                          # call torch.exp, or .numpy() first
