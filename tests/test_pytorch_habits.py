@@ -747,3 +747,82 @@ def test_numpy_arrays_meet_tensors_as_pytorch_users_expect():
     assert array is before and array.tolist() == [0.5, 0.0, -0.5]
     with pytest.raises(TypeError):
         np.exp(t)                                          # call torch.exp, or .numpy() first
+
+
+# ---- "Learning PyTorch with Examples" (the official tutorial's polynomial fits) -----------------------------------
+class LegendrePolynomial3(torch.autograd.Function):
+    """The tutorial's custom autograd Function: P3(x) = ½(5x³ − 3x), P3'(x) = 3/2·(5x² − 1)."""
+
+    @staticmethod
+    def forward(ctx, input):
+        ctx.save_for_backward(input)
+        return 0.5 * (5 * input ** 3 - 3 * input)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, = ctx.saved_tensors
+        return grad_output * 1.5 * (5 * input ** 2 - 1)
+
+
+def test_tutorial_custom_autograd_function_fits_a_polynomial_with_manual_updates():
+    dtype, device = torch.float, torch.device("cpu")
+    x = torch.linspace(-math.pi, math.pi, 2000, device=device, dtype=dtype)
+    y = (0.9 * x).tanh()
+    a = torch.full((), 0.0, device=device, dtype=dtype, requires_grad=True)
+    b = torch.full((), -1.0, device=device, dtype=dtype, requires_grad=True)
+    c = torch.full((), 0.0, device=device, dtype=dtype, requires_grad=True)
+    d = torch.full((), 0.3, device=device, dtype=dtype, requires_grad=True)
+    losses = []
+    for _ in range(300):
+        P3 = LegendrePolynomial3.apply
+        loss = (a + b * P3(c + d * x) - y).pow(2).sum()
+        losses.append(loss.item())
+        loss.backward()
+        with torch.no_grad():
+            for p in (a, b, c, d):
+                p -= 5e-6 * p.grad
+                p.grad = None
+    assert losses[-1] < losses[0] / 5
+
+
+def test_a_custom_function_has_first_and_second_derivatives_and_sees_non_tensor_arguments():
+    needs = []
+
+    class Scale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, input, factor, bias):
+            ctx.factor = factor
+            needs.append(ctx.needs_input_grad)
+            return input * factor + bias
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return grad_output * ctx.factor, None, None
+
+    z = torch.tensor([0.3, -0.7], dtype=torch.double, requires_grad=True)
+    assert torch.gradcheck(LegendrePolynomial3.apply, (z,)) and torch.gradgradcheck(LegendrePolynomial3.apply, (z,))
+    assert z.grad is None                                  # gradcheck leaves .grad alone, as PyTorch's does
+    slope, = torch.autograd.grad(LegendrePolynomial3.apply(z).sum(), z, create_graph=True)
+    slope.sum().backward()
+    np.testing.assert_allclose(z.grad.numpy(), 15 * z.detach().numpy(), rtol=1e-12)
+    out = Scale.apply(z, 3.0, torch.ones(2))
+    out.sum().backward()
+    assert out.grad_fn is not None and z.grad.tolist() == pytest.approx((15 * z.detach() + 3).tolist())
+    with torch.no_grad():
+        assert not Scale.apply(z, 2.0, 0.0).requires_grad
+    assert needs == [(True, False, False), (False, False, False)]
+    with pytest.raises(TypeError, match="must return one Tensor"):
+        Scale.forward = staticmethod(lambda ctx, input, factor, bias: (input, input))
+        Scale.apply(z, 1.0, 0.0)
+
+
+def test_tensor_methods_name_the_operators_and_linspace_matches_numpy():
+    x = torch.tensor([1.0, 2.0, 3.0])
+    assert x.add(x, alpha=2).tolist() == [3.0, 6.0, 9.0] and x.sub(1).tolist() == [0.0, 1.0, 2.0]
+    assert x.mul(x).tolist() == x.pow(2).tolist() == [1.0, 4.0, 9.0] and x.neg().tolist() == [-1.0, -2.0, -3.0]
+    assert x.div(2, rounding_mode="floor").tolist() == [0.0, 1.0, 1.0] and x.true_divide(2).tolist() == [0.5, 1, 1.5]
+    assert x.gt(1.5).tolist() == [False, True, True] and x.where(x > 1.5, 0.0).tolist() == [0.0, 2.0, 3.0]
+    assert x.matmul(x).item() == 14.0 and x.maximum(torch.full((3,), 2.0)).tolist() == [2.0, 2.0, 3.0]
+    np.testing.assert_array_equal(torch.linspace(-math.pi, math.pi, 7).numpy(),
+                                  np.linspace(-math.pi, math.pi, 7).astype(np.float32))
+    assert torch.logspace(0, 2, 3).tolist() == [1.0, 10.0, 100.0] and torch.linspace(0, 1, 1).tolist() == [0.0]

@@ -62,6 +62,12 @@ class Tensor:
         return self
 
     @property
+    def grad_fn(self):
+        """The op that made this tensor (a `Function` node of the graph), or None for a leaf or a tensor made
+        without recording, as in PyTorch."""
+        return self._node
+
+    @property
     def is_leaf(self) -> bool:
         return self._node is None
 
@@ -309,6 +315,60 @@ class Tensor:
 
     def __rmatmul__(self, other):
         return ops.matmul(other, self)
+
+    # the operators as methods, under PyTorch's names and aliases
+    def add(self, other, *, alpha=1):
+        return ops.add(self, other if alpha == 1 else ops.mul(other, alpha))
+
+    def sub(self, other, *, alpha=1):
+        return ops.sub(self, other if alpha == 1 else ops.mul(other, alpha))
+
+    def mul(self, other):
+        return ops.mul(self, other)
+
+    def div(self, other, *, rounding_mode=None):
+        if rounding_mode not in (None, "floor"):
+            raise ValueError(f"div: rounding_mode must be None or 'floor', got {rounding_mode!r}")
+        return ops.div(self, other) if rounding_mode is None else ops.floor_divide(self, other)
+
+    def pow(self, exponent):
+        return ops.pow(self, exponent)
+
+    def neg(self):
+        return ops.neg(self)
+
+    def matmul(self, other):
+        return ops.matmul(self, other)
+
+    def eq(self, other):
+        return ops.eq(self, other)
+
+    def ne(self, other):
+        return ops.ne(self, other)
+
+    def lt(self, other):
+        return ops.lt(self, other)
+
+    def le(self, other):
+        return ops.le(self, other)
+
+    def gt(self, other):
+        return ops.gt(self, other)
+
+    def ge(self, other):
+        return ops.ge(self, other)
+
+    def maximum(self, other):
+        return ops.maximum(self, other)
+
+    def minimum(self, other):
+        return ops.minimum(self, other)
+
+    def where(self, condition, other):
+        """torch.Tensor.where: self where `condition` holds, else `other`."""
+        return ops.where(condition, self, other)
+
+    subtract, multiply, divide, true_divide, negative = sub, mul, div, div, neg
 
     def __getitem__(self, index):
         return ops.getitem(self, index)

@@ -2,8 +2,8 @@
 
 In-place ops (`add_`, `zero_`, …) live in `ops.inplace` and are reached as Tensor methods, as in PyTorch.
 """
-from tinytensor.ops.creation import (arange, empty, from_numpy, full, full_like, multinomial, ones, ones_like, rand,
-                                     randint, randn, randperm, tensor, zeros, zeros_like)
+from tinytensor.ops.creation import (arange, empty, from_numpy, full, full_like, linspace, logspace, multinomial, ones,
+                                     ones_like, rand, randint, randn, randperm, tensor, zeros, zeros_like)
 from tinytensor.ops.elementwise import (abs, add, cast, clamp, clone, div, eq, exp, ge, gt, isfinite, le, log,
                                         logical_and, logical_not, logical_or, lt, masked_fill, maximum, minimum,
                                         mul, ne, neg, pow, rsqrt, sigmoid, sqrt, sub, tanh, to_device,
