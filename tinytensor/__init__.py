@@ -26,7 +26,7 @@ from tinytensor.backend import (Generator, bfloat16, bool_, cuda_is_available, d
 from tinytensor.ops import *  # noqa: E402,F403 - the op functions are the top-level API, as in torch
 from tinytensor.tensor import Tensor  # noqa: E402
 from tinytensor.gradcheck import gradcheck, gradgradcheck  # noqa: E402,I001 - gradcheck builds on the ops above
-from tinytensor import nn, optim  # noqa: E402,I001 - `import torch` reaches torch.nn and torch.optim too
+from tinytensor import nn, optim, utils  # noqa: E402,I001 - `import torch` reaches torch.nn, .optim, .utils too
 from tinytensor.serialization import load, save  # noqa: E402
 
 # PyTorch's dtype names (they shadow Python's builtins only inside this namespace: tt.float, tt.int, tt.bool)
