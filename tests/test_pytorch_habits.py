@@ -826,3 +826,171 @@ def test_tensor_methods_name_the_operators_and_linspace_matches_numpy():
     np.testing.assert_array_equal(torch.linspace(-math.pi, math.pi, 7).numpy(),
                                   np.linspace(-math.pi, math.pi, 7).astype(np.float32))
     assert torch.logspace(0, 2, 3).tolist() == [1.0, 10.0, 100.0] and torch.linspace(0, 1, 1).tolist() == [0.0]
+
+
+# ---- minGPT (karpathy/minGPT's model.py and trainer, on its sorting demo) -------------------------------------------
+from tinytensor.utils.data import Dataset  # noqa: E402 - the programs above need only the top-level imports
+from tinytensor.utils.data.dataloader import DataLoader  # noqa: E402
+
+
+class NewGELU(nn.Module):
+    def forward(self, x):
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+class MinGPTAttention(nn.Module):
+    def __init__(self, n_embd, n_head, block_size):
+        super().__init__()
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
+        self.c_proj = nn.Linear(n_embd, n_embd)
+        self.attn_dropout = nn.Dropout(0.1)
+        self.resid_dropout = nn.Dropout(0.1)
+        self.register_buffer("bias", torch.tril(torch.ones(block_size, block_size)).view(1, 1, block_size, block_size))
+        self.n_head, self.n_embd = n_head, n_embd
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k ,v  = self.c_attn(x).split(self.n_embd, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:,:,:T,:T] == 0, float('-inf'))
+        att = F.softmax(att, dim=-1)
+        att = self.attn_dropout(att)
+        y = att @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+class MinGPTBlock(nn.Module):
+    def __init__(self, n_embd, n_head, block_size):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd)
+        self.attn = MinGPTAttention(n_embd, n_head, block_size)
+        self.ln_2 = nn.LayerNorm(n_embd)
+        self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(n_embd, 4 * n_embd), c_proj=nn.Linear(4 * n_embd, n_embd),
+                                      act=NewGELU(), dropout=nn.Dropout(0.1)))
+        m = self.mlp
+        self.mlpf = lambda x: m.dropout(m.c_proj(m.act(m.c_fc(x))))
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlpf(self.ln_2(x))
+
+class MinGPT(nn.Module):
+    def __init__(self, vocab_size, block_size, n_layer=2, n_head=2, n_embd=16):
+        super().__init__()
+        self.block_size = block_size
+        self.transformer = nn.ModuleDict(dict(
+            wte = nn.Embedding(vocab_size, n_embd), wpe = nn.Embedding(block_size, n_embd), drop = nn.Dropout(0.1),
+            h = nn.ModuleList([MinGPTBlock(n_embd, n_head, block_size) for _ in range(n_layer)]),
+            ln_f = nn.LayerNorm(n_embd)))
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.apply(self._init_weights)
+        for pn, p in self.named_parameters():
+            if pn.endswith('c_proj.weight'):
+                torch.nn.init.normal_(p, mean=0.0, std=0.02/math.sqrt(2 * n_layer))
+        n_params = sum(p.numel() for p in self.transformer.parameters())
+        self.n_params = n_params
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        elif isinstance(module, nn.LayerNorm):
+            torch.nn.init.zeros_(module.bias)
+            torch.nn.init.ones_(module.weight)
+    def configure_optimizers(self, lr, weight_decay):
+        decay, no_decay = set(), set()
+        whitelist_weight_modules = (torch.nn.Linear, )
+        blacklist_weight_modules = (torch.nn.LayerNorm, torch.nn.Embedding)
+        for mn, m in self.named_modules():
+            for pn, _ in m.named_parameters():
+                fpn = f'{mn}.{pn}' if mn else pn
+                if pn.endswith('bias'):
+                    no_decay.add(fpn)
+                elif pn.endswith('weight') and isinstance(m, whitelist_weight_modules):
+                    decay.add(fpn)
+                elif pn.endswith('weight') and isinstance(m, blacklist_weight_modules):
+                    no_decay.add(fpn)
+        param_dict = {pn: p for pn, p in self.named_parameters()}
+        inter_params = decay & no_decay
+        union_params = decay | no_decay
+        assert len(inter_params) == 0
+        assert len(param_dict.keys() - union_params) == 0, str(param_dict.keys() - union_params)
+        optim_groups = [
+            {"params": [param_dict[pn] for pn in sorted(list(decay))], "weight_decay": weight_decay},
+            {"params": [param_dict[pn] for pn in sorted(list(no_decay))], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(optim_groups, lr=lr, betas=(0.9, 0.95))
+    def forward(self, idx, targets=None):
+        device = idx.device
+        b, t = idx.size()
+        pos = torch.arange(0, t, dtype=torch.long, device=device).unsqueeze(0)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        return logits, loss
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, do_sample=False, top_k=None):
+        for _ in range(max_new_tokens):
+            idx_cond = idx if idx.size(1) <= self.block_size else idx[:, -self.block_size:]
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :] / temperature
+            if top_k is not None:
+                v, _ = torch.topk(logits, top_k)
+                logits[logits < v[:, [-1]]] = -float('Inf')
+            probs = F.softmax(logits, dim=-1)
+            if do_sample:
+                idx_next = torch.multinomial(probs, num_samples=1)
+            else:
+                _, idx_next = torch.topk(probs, k=1, dim=-1)
+            idx = torch.cat((idx, idx_next), dim=1)
+        return idx
+
+class SortDataset(Dataset):
+    def __init__(self, split, length=6, num_digits=3):
+        self.split, self.length, self.num_digits = split, length, num_digits
+    def __len__(self):
+        return 10000
+    def get_vocab_size(self):
+        return self.num_digits
+    def get_block_size(self):
+        return self.length * 2 - 1
+    def __getitem__(self, idx):
+        inp = torch.randint(self.num_digits, size=(self.length,), dtype=torch.long)
+        sol = torch.sort(inp)[0]
+        cat = torch.cat((inp, sol), dim=0)
+        x = cat[:-1].clone()
+        y = cat[1:].clone()
+        y[:self.length-1] = -1
+        return x, y
+
+
+def test_mingpt_learns_to_sort_with_its_trainer_loop_and_generates():
+    torch.manual_seed(3407)
+    train_dataset = SortDataset("train")
+    model = MinGPT(train_dataset.get_vocab_size(), train_dataset.get_block_size())
+    optimizer = model.configure_optimizers(5e-3, 0.1)
+    train_loader = DataLoader(train_dataset, shuffle=False, pin_memory=True, batch_size=32, num_workers=0,
+                              sampler=torch.utils.data.RandomSampler(train_dataset, replacement=True,
+                                                                     num_samples=int(1e10)))
+    model.train()
+    data_iter = iter(train_loader)
+    losses = []
+    for _ in range(100):
+        x, y = next(data_iter)
+        logits, loss = model(x, y)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) < sum(losses[:10]) / 3 and model.n_params > 0
+    model.eval()
+    inp = torch.tensor([[0, 0, 2, 1, 0, 1]], dtype=torch.long)
+    assert model.generate(inp, 6, do_sample=False)[0, 6:].tolist() == [0, 0, 0, 1, 1, 2]
+    assert model.generate(inp, 3, do_sample=True, top_k=2).shape == (1, 9)
