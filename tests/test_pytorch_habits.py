@@ -994,3 +994,67 @@ def test_mingpt_learns_to_sort_with_its_trainer_loop_and_generates():
     inp = torch.tensor([[0, 0, 2, 1, 0, 1]], dtype=torch.long)
     assert model.generate(inp, 6, do_sample=False)[0, 6:].tolist() == [0, 0, 0, 1, 1, 2]
     assert model.generate(inp, 3, do_sample=True, top_k=2).shape == (1, 9)
+
+
+# ---- script-level habits (nanoGPT's train.py and the tutorials' training loops) --------------------------------------
+def test_nanogpt_train_loop_with_autocast_and_a_grad_scaler_skips_only_bad_steps():
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(1337)
+    model = torch.compile(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scaler = torch.cuda.amp.GradScaler(enabled=True, init_scale=2.0**10, growth_interval=3)
+    ctx = torch.amp.autocast(device_type="cpu", dtype=torch.bfloat16)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    scales, losses = [], []
+    for step in range(8):
+        with ctx:
+            loss = F.mse_loss(model(x), y)
+        if step == 4:
+            loss = loss * float("inf")                     # an overflowing step: skipped, scale backed off
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        before = [p.detach().clone() for p in model.parameters()]
+        if step != 4:
+            assert torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9).item() == pytest.approx(
+                sum((p.grad ** 2).sum().item() for p in model.parameters()) ** 0.5, rel=1e-5)  # true, unscaled norm
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        moved = any((p - b).abs().max().item() > 0 for p, b in zip(model.parameters(), before))
+        assert moved == (step != 4)
+        scales.append(scaler.get_scale())
+        losses.append(loss.item())
+    assert scales == [2.0**10, 2.0**10, 2.0**11, 2.0**11, 2.0**10, 2.0**10, 2.0**10, 2.0**11]
+    assert losses[-1] < losses[0]
+    assert torch.cuda.amp.GradScaler(enabled=False).scale(loss) is loss
+
+
+def test_grad_mode_dtype_and_device_switches_of_training_scripts():
+    x = torch.ones(2, requires_grad=True)
+    for phase in ("train", "val"):
+        with torch.set_grad_enabled(phase == "train"):
+            assert (x * 2).requires_grad == (phase == "train")
+    torch.set_grad_enabled(False)
+    assert not (x * 2).requires_grad
+    torch.set_grad_enabled(True)
+    assert (x * 2).requires_grad
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert torch.tensor([1.5]).dtype == torch.float64 == torch.get_default_dtype()
+        assert torch.randn(2).dtype == torch.double
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert torch.tensor([1.5]).dtype == torch.float32
+    assert x.to("cpu") is x and x.to(torch.float64).dtype == torch.float64 and x.to("cpu", torch.float64).requires_grad
+    assert x.to(device="cpu", dtype=torch.double, non_blocking=True).dtype == torch.double
+    assert x.to(torch.zeros(1, dtype=torch.double)).dtype == torch.double and x.to("cpu", copy=True) is not x
+    assert x.pin_memory() is x and not x.is_cuda and x.is_floating_point()
+    assert torch.is_tensor(x) and torch.numel(x) == 2
+    assert torch.finfo(torch.float32).eps == np.finfo(np.float32).eps and torch.iinfo(torch.int8).max == 127
+    assert torch.tensor([1, 2], dtype=torch.uint8).dtype == torch.uint8 and not torch.backends.mps.is_available()
+    assert torch.compile(x) is x and torch.compile(mode="max-autotune")(len) is len
+    torch.cuda.set_device(0)
+    with pytest.raises(ValueError, match="one GPU per process"):
+        torch.cuda.set_device(1)
+    torch.cuda.empty_cache()                               # nothing to free without a GPU, as in PyTorch

@@ -127,6 +127,34 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
+class set_grad_enabled:  # noqa: N801 - PyTorch's name
+    """Turn graph recording on or off. As a call (`set_grad_enabled(False)`) it takes effect at once, as PyTorch's
+    does; as a context manager (`with set_grad_enabled(phase == "train"):`) the previous mode comes back after the
+    block; as a decorator it applies to each call of the function."""
+
+    def __init__(self, mode: bool) -> None:
+        global _grad_enabled
+        self._previous, self.enabled = _grad_enabled, bool(mode)
+        _grad_enabled = self.enabled
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info) -> None:
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+    def __call__(self, function):
+        self.__exit__()  # construction switched the mode for everyone; as a decorator it is only per call
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(self.enabled):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+
 class detect_anomaly:  # noqa: N801 - PyTorch's name
     """Check every forward output and backward gradient for NaN/Inf and name the op that first produced one.
 

@@ -203,18 +203,37 @@ class Tensor:
         return id(self)
 
     # ---- conversion ------------------------------------------------------------------------------------------
-    def to(self, target) -> Tensor:
-        """`to("cuda"|"cpu")` moves the data; `to(tt.float64)` casts (differentiably)."""
-        if isinstance(target, str):
-            moved = backend.to_device(self.data, target)
-            if moved is self.data:
-                return self
-            out = ops.to_device(self, target)
-            return out
-        return self.type(target)
+    def to(self, *args, device=None, dtype=None, non_blocking: bool = False, copy: bool = False) -> Tensor:
+        """PyTorch's forms: to(device), to(dtype), to(device, dtype), to(other) (other's device and dtype), and the
+        same as keywords. Moves and casts are differentiable; the tensor itself comes back when nothing changes,
+        unless `copy=True`. `non_blocking` is accepted: tinytensor's copies are synchronous."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                device, dtype = arg.device, arg.dtype
+            elif isinstance(arg, str):  # also a tt.device
+                device = arg
+            else:
+                dtype = arg
+        out = self
+        if device is not None and backend.normalize_device(device) != self.device:
+            out = ops.to_device(out, device)
+        if dtype is not None:
+            out = out.type(dtype)
+        return ops.clone(out) if copy and out is self else out
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
+
+    def pin_memory(self) -> Tensor:
+        """The tensor itself: page-locked host memory is a CUDA-runtime feature tinytensor does not use."""
+        return self
+
+    def is_floating_point(self) -> bool:
+        return backend.is_floating(self.data.dtype)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device == "cuda"
 
     def cuda(self) -> Tensor:
         return self.to("cuda")
