@@ -9,6 +9,8 @@ from tinytensor.ops.elementwise import (abs, add, cast, clamp, clone, div, eq, e
                                         mul, ne, neg, pow, rsqrt, sigmoid, sqrt, sub, tanh, to_device,
                                         where)
 from tinytensor.ops.activation import erf, gelu, relu, silu
+from tinytensor.ops.conv import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,
+                                 max_pool1d, max_pool2d)
 from tinytensor.ops.attention import packed_self_attention, scaled_dot_product_attention
 from tinytensor.ops.linalg import einsum, linear, matmul
 from tinytensor.ops.reduce import (ValuesIndices, amax, amin, argmax, argmin, cumsum, logsumexp, max, mean, min, norm,

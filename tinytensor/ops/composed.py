@@ -7,7 +7,8 @@ They also serve the engine: under `create_graph=True` a fused op is differentiat
 (`Function.graph_backward`), so second derivatives need no second hand-derived formula.
 
 Shapes follow the fused ops: logits [N, C] and class ids [N] for cross-entropy; q [..., H, Tq, d] and
-k, v [..., Hkv, Tk, d] for attention, H a multiple of Hkv.
+k, v [..., Hkv, Tk, d] for attention, H a multiple of Hkv; images [N, C, H, W] for convolution and pooling, whose
+`windows` (`ops.conv.Windows`) say where each kernel position meets the padded input.
 """
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import math
 
 from tinytensor.ops.activation import erf
 from tinytensor.ops.elementwise import exp, isfinite, log, masked_fill, rsqrt, sigmoid, tanh, where
-from tinytensor.ops.linalg import matmul
+from tinytensor.ops.linalg import einsum, matmul
 from tinytensor.ops.reduce import amax
-from tinytensor.ops.shape import gather, permute, reshape
+from tinytensor.ops.shape import gather, pad, permute, reshape, stack
 from tinytensor.tensor import Tensor
 
 
@@ -134,3 +135,55 @@ def packed_self_attention(qkv: Tensor, num_heads: int, keep=None, bias=None, sca
     heads = permute(reshape(qkv, batch, time, 3, num_heads, width // (3 * num_heads)), 2, 0, 3, 1, 4)
     out = scaled_dot_product_attention(heads[0], heads[1], heads[2], keep, bias, scale, dropout_mask)
     return reshape(out.transpose(1, 2), batch, time, width // 3)
+
+
+# ---- convolution, pooling, batch norm ------------------------------------------------------------------------------
+def _padded(x: Tensor, windows, value: float = 0.0) -> Tensor:
+    (top, bottom), (left, right) = windows.padding
+    return pad(x, (left, right, top, bottom), value)
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, windows, groups: int = 1) -> Tensor:
+    """Σ over kernel positions (i, j) of the input slice that (i, j) meets times w[:, :, i, j], group by group:
+    out[n, g, o] = Σ_c patch[n, g, c]·w[g, o, c, i, j], plus the bias."""
+    padded = _padded(x, windows)
+    batch, channels = x.shape[:2]
+    out_size = windows.output_size(*x.shape[2:])
+    grouped = reshape(weight, groups, weight.shape[0] // groups, channels // groups, *windows.kernel)
+    out = None
+    for i, j in windows.positions():
+        patch = reshape(padded[windows.at(i, j, out_size)], batch, groups, channels // groups, *out_size)
+        term = einsum("ngcyx,goc->ngoyx", patch, grouped[:, :, :, i, j])
+        out = term if out is None else out + term
+    out = reshape(out, batch, weight.shape[0], *out_size)
+    return out + reshape(bias, 1, -1, 1, 1) if bias is not None else out
+
+
+def _window_slices(x: Tensor, windows, value: float = 0.0) -> list[Tensor]:
+    """For each kernel position, the slice of the padded input it meets: [N, C, OH, OW] each."""
+    padded = _padded(x, windows, value)
+    out_size = windows.output_size(*x.shape[2:])
+    return [padded[windows.at(i, j, out_size)] for i, j in windows.positions()]
+
+
+def max_pool2d(x: Tensor, windows, winner) -> Tensor:
+    """The element of each −inf-padded window at kernel position `winner` (the fused op's choice: the first
+    maximum), picked by gather."""
+    candidates = stack(_window_slices(x, windows, -math.inf), 2)
+    return gather(candidates, 2, winner[:, :, None]).squeeze(2)
+
+
+def avg_pool2d(x: Tensor, windows, divisor) -> Tensor:
+    """Σ of each zero-padded window / divisor (a number, or an [OH, OW] array of counts)."""
+    slices = _window_slices(x, windows)
+    total = sum(slices[1:], start=slices[0])
+    return total / (divisor if isinstance(divisor, (int, float)) else Tensor._wrap(divisor))
+
+
+def batch_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """(x − mean)/√(var + eps)·w + b per channel (axis 1), statistics over every other axis (var biased)."""
+    axes, channel_shape = (0, *range(2, x.ndim)), (1, -1, *(1,) * (x.ndim - 2))
+    centered = x - x.mean(axes, keepdim=True)
+    out = centered * rsqrt((centered * centered).mean(axes, keepdim=True) + eps)
+    out = out * reshape(weight, *channel_shape) if weight is not None else out
+    return out + reshape(bias, *channel_shape) if bias is not None else out
