@@ -69,6 +69,12 @@ class Tensor:
         """The same data, cut from the graph."""
         return Tensor._wrap(self.data)
 
+    def detach_(self) -> Tensor:
+        """Cut this tensor itself from the graph: it becomes a leaf that does not require grad (its data stays).
+        PyTorch refuses this on some views; tinytensor's graph records no views, so here it always works."""
+        self._node, self._requires_grad = None, False
+        return self
+
     def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in `.grad` after backward."""
         if self._node is not None:
@@ -233,6 +239,30 @@ class Tensor:
 
     def bool(self) -> Tensor:
         return ops.cast(self, backend.bool_)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        """This tensor in `other`'s dtype and on `other`'s device (differentiable, like `to`)."""
+        return ops.cast(self, other.dtype).to(other.device)
+
+    # ---- new tensors like this one (PyTorch's new_*: this tensor's dtype and device unless given) -------------
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return ops.zeros(*size, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return ops.ones(*size, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return ops.empty(*size, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return ops.full(size, fill_value, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+        """A copy of `data` (not in any graph) in this tensor's dtype and on its device unless given."""
+        return ops.tensor(data, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def _like(self, dtype, device) -> dict:
+        return {"dtype": self.dtype if dtype is None else dtype, "device": self.device if device is None else device}
 
     def clone(self) -> Tensor:
         return ops.clone(self)
@@ -459,13 +489,27 @@ class Tensor:
             raise ValueError(f"t() expects a tensor with at most 2 dimensions, got shape {self.shape}; use transpose")
         return ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
+    swapdims = swapaxes
+
+    def movedim(self, source, destination):
+        return ops.movedim(self, source, destination)
+
+    moveaxis = movedim
+
     @property
     def T(self):  # noqa: N802 - NumPy's name
+        """All axes reversed, as NumPy's and PyTorch's `.T` (PyTorch warns that this is deprecated for ndim ≠ 2)."""
         return ops.permute(self, *reversed(range(self.ndim)))
 
     @property
     def mT(self):  # noqa: N802 - PyTorch's name
+        """The last two axes swapped: a matrix, or each matrix of a batch, transposed."""
+        if self.ndim < 2:
+            raise ValueError(f"mT: needs a matrix or a batch of matrices (at least 2 dims), got shape {self.shape}")
         return ops.transpose(self, -2, -1)
+
+    def unflatten(self, dim, sizes):
+        return ops.unflatten(self, dim, sizes)
 
     def unsqueeze(self, dim):
         return ops.unsqueeze(self, dim)
@@ -481,6 +525,33 @@ class Tensor:
 
     def chunk(self, chunks, dim=0):
         return ops.chunk(self, chunks, dim)
+
+    def unbind(self, dim=0):
+        return ops.unbind(self, dim)
+
+    def select(self, dim, index):
+        return ops.select(self, dim, index)
+
+    def narrow(self, dim, start, length):
+        return ops.narrow(self, dim, start, length)
+
+    def flip(self, *dims):
+        return ops.flip(self, *dims)
+
+    def fliplr(self):
+        return ops.fliplr(self)
+
+    def flipud(self):
+        return ops.flipud(self)
+
+    def masked_select(self, mask):
+        return ops.masked_select(self, mask)
+
+    def nonzero(self, *, as_tuple=False):
+        return ops.nonzero(self, as_tuple=as_tuple)
+
+    def argwhere(self):
+        return ops.argwhere(self)
 
     def gather(self, dim, index):
         return ops.gather(self, dim, index)

@@ -15,8 +15,10 @@ from tinytensor.ops.reduce import (ValuesIndices, amax, amin, argmax, argmin, cu
                                    std, sum, var)
 from tinytensor.ops.nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, mse_loss, nll_loss,
                                rms_norm, softmax)
-from tinytensor.ops.shape import (cat, chunk, contiguous, expand, flatten, gather, getitem, index_arrays, pad, permute,
-                                  repeat, reshape, roll, split, squeeze, stack, transpose, tril, triu, unsqueeze, view)
+from tinytensor.ops.shape import (argwhere, cat, chunk, contiguous, expand, flatten, flip, fliplr, flipud, gather,
+                                  getitem, index_arrays, masked_select, moveaxis, movedim, narrow, nonzero, pad,
+                                  permute, repeat, reshape, roll, select, split, squeeze, stack, swapaxes, swapdims,
+                                  transpose, tril, triu, unbind, unflatten, unsqueeze, view)
 from tinytensor.ops.sort import argsort, sort, topk
 from tinytensor.ops.rounding import floor_divide, fmod, remainder
 from tinytensor.ops.scatter import index_select, scatter, scatter_add
