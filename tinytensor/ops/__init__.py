@@ -13,8 +13,9 @@ from tinytensor.ops.attention import packed_self_attention, scaled_dot_product_a
 from tinytensor.ops.linalg import einsum, linear, matmul
 from tinytensor.ops.reduce import (ValuesIndices, amax, amin, argmax, argmin, cumsum, logsumexp, max, mean, min, norm,
                                    std, sum, var)
-from tinytensor.ops.nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, mse_loss, nll_loss,
+from tinytensor.ops.nn import (cosine_similarity, cross_entropy, dropout, embedding, layer_norm, log_softmax, nll_loss,
                                rms_norm, softmax)
+from tinytensor.ops.losses import mse_loss
 from tinytensor.ops.shape import (argwhere, cat, chunk, contiguous, expand, flatten, flip, fliplr, flipud, gather,
                                   getitem, index_arrays, masked_select, moveaxis, movedim, narrow, nonzero, pad,
                                   permute, repeat, reshape, roll, select, split, squeeze, stack, swapaxes, swapdims,
