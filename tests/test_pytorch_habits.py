@@ -559,12 +559,29 @@ def test_parameter_list_hooks_and_inference_mode():
         assert not model(torch.ones(2)).requires_grad
 
 
-def test_save_and_load_a_tensor_and_refuse_what_would_need_pickle(tmp_path):
+def test_save_and_load_a_tensor_a_nanogpt_checkpoint_and_refuse_what_would_need_pickle(tmp_path):
     path = tmp_path / "x.safetensors"
     torch.save(torch.arange(4), path)
     assert torch.load(path).tolist() == [0, 1, 2, 3]
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95))
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": 5,
+                  "model_args": {"n_layer": 2, "bias": True, "dropout": None}, "best_val_loss": torch.tensor(1.25),
+                  "config": {"learning_rate": 6e-4, "dataset": "shakespeare_char", "max": float("inf")}}
+    torch.save(checkpoint, tmp_path / "ckpt.pt")
+    back = torch.load(tmp_path / "ckpt.pt", map_location="cpu")
+    assert back["iter_num"] == 5 and back["model_args"] == checkpoint["model_args"]
+    assert back["config"] == checkpoint["config"] and back["best_val_loss"].item() == 1.25
+    restored = nn.Linear(3, 2)
+    restored.load_state_dict(back["model"])
+    again = torch.optim.AdamW(restored.parameters(), lr=1.0)
+    again.load_state_dict(back["optimizer"])               # int keys of "state" and the betas tuple survive
+    assert again.param_groups[0]["betas"] == (0.9, 0.95) and again.param_groups[0]["lr"] == 1e-3
+    assert restored.weight.tolist() == model.weight.tolist() and sorted(back["optimizer"]["state"]) == [0, 1]
     with pytest.raises(TypeError, match="never pickle"):
-        torch.save({"model": {}, "iter_num": 3}, tmp_path / "checkpoint.pt")
+        torch.save({"model": model}, tmp_path / "checkpoint.pt")
 
 
 def test_indexing_idioms_gather_scatter_index_select_and_modular_arithmetic():
