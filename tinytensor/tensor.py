@@ -603,6 +603,111 @@ class Tensor:
     def fmod(self, other):
         return ops.fmod(self, other)
 
+    def sin(self):
+        return ops.sin(self)
+
+    def cos(self):
+        return ops.cos(self)
+
+    def log1p(self):
+        return ops.log1p(self)
+
+    def expm1(self):
+        return ops.expm1(self)
+
+    def log2(self):
+        return ops.log2(self)
+
+    def log10(self):
+        return ops.log10(self)
+
+    def reciprocal(self):
+        return ops.reciprocal(self)
+
+    def square(self):
+        return ops.square(self)
+
+    def floor(self):
+        return ops.floor(self)
+
+    def ceil(self):
+        return ops.ceil(self)
+
+    def round(self, decimals=0):
+        return ops.round(self, decimals)
+
+    def trunc(self):
+        return ops.trunc(self)
+
+    def frac(self):
+        return ops.frac(self)
+
+    def sign(self):
+        return ops.sign(self)
+
+    def clamp_min(self, min):  # noqa: A002 - PyTorch's name
+        return ops.clamp_min(self, min)
+
+    def clamp_max(self, max):  # noqa: A002 - PyTorch's name
+        return ops.clamp_max(self, max)
+
+    def isnan(self):
+        return ops.isnan(self)
+
+    def isinf(self):
+        return ops.isinf(self)
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return ops.isclose(self, other, rtol, atol, equal_nan)
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return ops.allclose(self, other, rtol, atol, equal_nan)
+
+    def equal(self, other):
+        return ops.equal(self, other)
+
+    def logical_xor(self, other):
+        return ops.logical_xor(self, other)
+
+    def prod(self, dim=None, keepdim=False, *, dtype=None):
+        return ops.prod(self, dim, keepdim, dtype=dtype)
+
+    def any(self, dim=None, keepdim=False):
+        return ops.any(self, dim, keepdim)
+
+    def all(self, dim=None, keepdim=False):
+        return ops.all(self, dim, keepdim)
+
+    def mm(self, mat2):
+        return ops.mm(self, mat2)
+
+    def bmm(self, mat2):
+        return ops.bmm(self, mat2)
+
+    def mv(self, vec):
+        return ops.mv(self, vec)
+
+    def dot(self, other):
+        return ops.dot(self, other)
+
+    def outer(self, vec2):
+        return ops.outer(self, vec2)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        return ops.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return ops.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def lerp(self, end, weight):
+        return ops.lerp(self, end, weight)
+
+    def addcmul(self, tensor1, tensor2, *, value=1):
+        return ops.addcmul(self, tensor1, tensor2, value=value)
+
+    def addcdiv(self, tensor1, tensor2, *, value=1):
+        return ops.addcdiv(self, tensor1, tensor2, value=value)
+
     # ---- in-place methods (tinytensor.ops.inplace: PyTorch's rules for leaves and for graphs) ---------------------
     def add_(self, other, *, alpha=1):
         return ops.inplace.add_(self, other, alpha)
@@ -618,6 +723,57 @@ class Tensor:
 
     def clamp_(self, min=None, max=None):  # noqa: A002 - PyTorch's names
         return ops.inplace.clamp_(self, min, max)
+
+    def clamp_min_(self, min):  # noqa: A002 - PyTorch's name
+        return ops.inplace.clamp_min_(self, min)
+
+    def clamp_max_(self, max):  # noqa: A002 - PyTorch's name
+        return ops.inplace.clamp_max_(self, max)
+
+    def abs_(self):
+        return ops.inplace.abs_(self)
+
+    def sqrt_(self):
+        return ops.inplace.sqrt_(self)
+
+    def exp_(self):
+        return ops.inplace.exp_(self)
+
+    def log_(self):
+        return ops.inplace.log_(self)
+
+    def neg_(self):
+        return ops.inplace.neg_(self)
+
+    def sigmoid_(self):
+        return ops.inplace.sigmoid_(self)
+
+    def tanh_(self):
+        return ops.inplace.tanh_(self)
+
+    def relu_(self):
+        return ops.inplace.relu_(self)
+
+    def floor_(self):
+        return ops.inplace.floor_(self)
+
+    def round_(self, decimals=0):
+        return ops.inplace.round_(self, decimals)
+
+    def remainder_(self, other):
+        return ops.inplace.remainder_(self, other)
+
+    def floor_divide_(self, other):
+        return ops.inplace.floor_divide_(self, other)
+
+    def lerp_(self, end, weight):
+        return ops.inplace.lerp_(self, end, weight)
+
+    def addcmul_(self, tensor1, tensor2, *, value=1):
+        return ops.inplace.addcmul_(self, tensor1, tensor2, value)
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1):
+        return ops.inplace.addcdiv_(self, tensor1, tensor2, value)
 
     def masked_fill_(self, mask, value):
         return ops.inplace.masked_fill_(self, mask, value)
@@ -647,6 +803,8 @@ class Tensor:
     __isub__ = sub_
     __imul__ = mul_
     __itruediv__ = div_
+    __imod__ = remainder_
+    __ifloordiv__ = floor_divide_
 
 
 def _to_array(data, dtype=None, device=None):
