@@ -838,6 +838,9 @@ def test_tensor_methods_name_the_operators_and_linspace_matches_numpy():
     assert x.add(x, alpha=2).tolist() == [3.0, 6.0, 9.0] and x.sub(1).tolist() == [0.0, 1.0, 2.0]
     assert x.mul(x).tolist() == x.pow(2).tolist() == [1.0, 4.0, 9.0] and x.neg().tolist() == [-1.0, -2.0, -3.0]
     assert x.div(2, rounding_mode="floor").tolist() == [0.0, 1.0, 1.0] and x.true_divide(2).tolist() == [0.5, 1, 1.5]
+    big = torch.tensor([-7, 7, 2**62 + 1])
+    assert big.div(2, rounding_mode="trunc").tolist() == [-3, 3, 2**61]
+    assert (-x).div(2, rounding_mode="trunc").tolist() == [-0.0, -1.0, -1.0]
     assert x.gt(1.5).tolist() == [False, True, True] and x.where(x > 1.5, 0.0).tolist() == [0.0, 2.0, 3.0]
     assert x.matmul(x).item() == 14.0 and x.maximum(torch.full((3,), 2.0)).tolist() == [2.0, 2.0, 3.0]
     np.testing.assert_array_equal(torch.linspace(-math.pi, math.pi, 7).numpy(),

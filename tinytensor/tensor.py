@@ -346,9 +346,15 @@ class Tensor:
         return ops.mul(self, other)
 
     def div(self, other, *, rounding_mode=None):
-        if rounding_mode not in (None, "floor"):
-            raise ValueError(f"div: rounding_mode must be None or 'floor', got {rounding_mode!r}")
-        return ops.div(self, other) if rounding_mode is None else ops.floor_divide(self, other)
+        """True division, or rounded toward −∞ (`rounding_mode="floor"`) or toward zero ("trunc"), as PyTorch's."""
+        if rounding_mode not in (None, "floor", "trunc"):
+            raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
+        if rounding_mode == "floor":
+            return ops.floor_divide(self, other)
+        if rounding_mode == "trunc" and not backend.is_floating(self.dtype):  # exact for integers: a − fmod(a, b)
+            return ops.floor_divide(ops.sub(self, ops.fmod(self, other)), other)  # is a multiple of b
+        quotient = ops.div(self, other)
+        return ops.trunc(quotient) if rounding_mode == "trunc" else quotient
 
     def pow(self, exponent):
         return ops.pow(self, exponent)
