@@ -45,6 +45,7 @@ runs `graph_backward`, which takes one of two routes, so no op carries a second 
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 
 from tinytensor import backend
@@ -126,6 +127,34 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
+class set_grad_enabled:  # noqa: N801 - PyTorch's name
+    """Turn graph recording on or off. As a call (`set_grad_enabled(False)`) it takes effect at once, as PyTorch's
+    does; as a context manager (`with set_grad_enabled(phase == "train"):`) the previous mode comes back after the
+    block; as a decorator it applies to each call of the function."""
+
+    def __init__(self, mode: bool) -> None:
+        global _grad_enabled
+        self._previous, self.enabled = _grad_enabled, bool(mode)
+        _grad_enabled = self.enabled
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info) -> None:
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+    def __call__(self, function):
+        self.__exit__()  # construction switched the mode for everyone; as a decorator it is only per call
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(self.enabled):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+
 class detect_anomaly:  # noqa: N801 - PyTorch's name
     """Check every forward output and backward gradient for NaN/Inf and name the op that first produced one.
 
@@ -161,6 +190,11 @@ class Function:
     saved: tuple = ()
     needs_input_grad: tuple = ()
     _hooks: tuple | list = ()  # Tensor.register_hook on this node's output
+    _ctx_style = False  # True for PyTorch-style subclasses: static forward(ctx, ...) and backward(ctx, ...)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._ctx_style = isinstance(inspect.getattr_static(cls, "forward"), staticmethod)
 
     def save_for_backward(self, *arrays) -> None:
         self.saved = arrays
@@ -176,6 +210,8 @@ class Function:
         """Run the op on Tensors and, when any input requires grad, record it in the graph."""
         from tinytensor.tensor import Tensor
 
+        if cls._ctx_style:
+            return _apply_with_ctx(cls, inputs, options)
         fn = cls()
         arrays = [t.data for t in inputs]
         fn.xp = backend.array_module(*arrays, op=cls.__name__)
@@ -273,6 +309,59 @@ class Function:
         for i, g in zip(wanted, found):
             grads[i] = g
         return tuple(grads)
+
+
+# ---- PyTorch-style custom functions: static forward(ctx, ...) and backward(ctx, ...) on Tensors ------------------
+class FunctionCtx:
+    """The `ctx` a PyTorch-style Function's forward and backward share: what forward saved and which inputs need
+    a gradient."""
+
+    def __init__(self, needs_input_grad: tuple) -> None:
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors: tuple = ()
+
+    def save_for_backward(self, *tensors) -> None:
+        self.saved_tensors = tensors
+
+
+def _apply_with_ctx(cls, args: tuple, options: dict):
+    """Run a PyTorch-style Function: its forward on Tensors without recording, then one node whose backward is the
+    user's `backward(ctx, grad)` (recorded too under create_graph). It returns one Tensor, as most do."""
+    from tinytensor.tensor import Tensor
+
+    positions = [i for i, value in enumerate(args) if isinstance(value, Tensor)]
+    ctx = FunctionCtx(tuple(isinstance(value, Tensor) and value.requires_grad and _grad_enabled for value in args))
+    with no_grad():
+        out = cls.forward(ctx, *args, **options)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{cls.__name__}.forward must return one Tensor, got {type(out).__name__} (tinytensor's "
+                        "custom Functions have a single output)")
+    return _CustomNode.apply(*(args[i] for i in positions), result=out.data, user=(cls, ctx, positions))
+
+
+class _CustomNode(Function):
+    """The graph node of a PyTorch-style Function: forward hands back the output already computed; backward calls
+    the user's backward on Tensors and keeps the gradients of the Tensor arguments."""
+
+    def forward(self, *arrays, result=None, user=None):
+        self.user = user
+        return result
+
+    def backward(self, grad):
+        with no_grad():
+            return tuple(g.data if g is not None else None for g in self._user_grads(grad))
+
+    def graph_backward(self, grad):
+        with enable_grad():
+            return tuple(self._user_grads(grad))
+
+    def _user_grads(self, grad) -> list:
+        from tinytensor.tensor import Tensor
+
+        cls, ctx, positions = self.user
+        grads = cls.backward(ctx, grad if isinstance(grad, Tensor) else Tensor._wrap(grad))
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        return [grads[i] if i < len(grads) else None for i in positions]
 
 
 def _graph_tensor(array, node):

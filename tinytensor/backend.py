@@ -23,10 +23,27 @@ import numpy
 float16 = numpy.dtype("float16")
 float32 = numpy.dtype("float32")
 float64 = numpy.dtype("float64")
+uint8 = numpy.dtype("uint8")
+int8 = numpy.dtype("int8")
+int16 = numpy.dtype("int16")
 int32 = numpy.dtype("int32")
 int64 = numpy.dtype("int64")
 bool_ = numpy.dtype("bool")
-DEFAULT_FLOAT = float32
+DEFAULT_FLOAT = float32  # what Python floats and new floating tensors become; `set_default_dtype` changes it
+
+
+def set_default_dtype(dtype) -> None:
+    """torch.set_default_dtype: the dtype of Python floats and of new floating tensors (float16, float32 or
+    float64; float32 unless set)."""
+    global DEFAULT_FLOAT
+    chosen = as_dtype(dtype)
+    if chosen not in (float16, float32, float64):
+        raise TypeError(f"set_default_dtype: only float16, float32 or float64, got {dtype}")
+    DEFAULT_FLOAT = chosen
+
+
+def get_default_dtype() -> numpy.dtype:
+    return DEFAULT_FLOAT
 
 
 class StorageDtype:

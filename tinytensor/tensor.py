@@ -62,6 +62,12 @@ class Tensor:
         return self
 
     @property
+    def grad_fn(self):
+        """The op that made this tensor (a `Function` node of the graph), or None for a leaf or a tensor made
+        without recording, as in PyTorch."""
+        return self._node
+
+    @property
     def is_leaf(self) -> bool:
         return self._node is None
 
@@ -203,18 +209,37 @@ class Tensor:
         return id(self)
 
     # ---- conversion ------------------------------------------------------------------------------------------
-    def to(self, target) -> Tensor:
-        """`to("cuda"|"cpu")` moves the data; `to(tt.float64)` casts (differentiably)."""
-        if isinstance(target, str):
-            moved = backend.to_device(self.data, target)
-            if moved is self.data:
-                return self
-            out = ops.to_device(self, target)
-            return out
-        return self.type(target)
+    def to(self, *args, device=None, dtype=None, non_blocking: bool = False, copy: bool = False) -> Tensor:
+        """PyTorch's forms: to(device), to(dtype), to(device, dtype), to(other) (other's device and dtype), and the
+        same as keywords. Moves and casts are differentiable; the tensor itself comes back when nothing changes,
+        unless `copy=True`. `non_blocking` is accepted: tinytensor's copies are synchronous."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                device, dtype = arg.device, arg.dtype
+            elif isinstance(arg, str):  # also a tt.device
+                device = arg
+            else:
+                dtype = arg
+        out = self
+        if device is not None and backend.normalize_device(device) != self.device:
+            out = ops.to_device(out, device)
+        if dtype is not None:
+            out = out.type(dtype)
+        return ops.clone(out) if copy and out is self else out
 
     def cpu(self) -> Tensor:
         return self.to("cpu")
+
+    def pin_memory(self) -> Tensor:
+        """The tensor itself: page-locked host memory is a CUDA-runtime feature tinytensor does not use."""
+        return self
+
+    def is_floating_point(self) -> bool:
+        return backend.is_floating(self.data.dtype)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device == "cuda"
 
     def cuda(self) -> Tensor:
         return self.to("cuda")
@@ -339,6 +364,66 @@ class Tensor:
 
     def __rmatmul__(self, other):
         return ops.matmul(other, self)
+
+    # the operators as methods, under PyTorch's names and aliases
+    def add(self, other, *, alpha=1):
+        return ops.add(self, other if alpha == 1 else ops.mul(other, alpha))
+
+    def sub(self, other, *, alpha=1):
+        return ops.sub(self, other if alpha == 1 else ops.mul(other, alpha))
+
+    def mul(self, other):
+        return ops.mul(self, other)
+
+    def div(self, other, *, rounding_mode=None):
+        """True division, or rounded toward −∞ (`rounding_mode="floor"`) or toward zero ("trunc"), as PyTorch's."""
+        if rounding_mode not in (None, "floor", "trunc"):
+            raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
+        if rounding_mode == "floor":
+            return ops.floor_divide(self, other)
+        if rounding_mode == "trunc" and not backend.is_floating(self.dtype):  # exact for integers: a − fmod(a, b)
+            return ops.floor_divide(ops.sub(self, ops.fmod(self, other)), other)  # is a multiple of b
+        quotient = ops.div(self, other)
+        return ops.trunc(quotient) if rounding_mode == "trunc" else quotient
+
+    def pow(self, exponent):
+        return ops.pow(self, exponent)
+
+    def neg(self):
+        return ops.neg(self)
+
+    def matmul(self, other):
+        return ops.matmul(self, other)
+
+    def eq(self, other):
+        return ops.eq(self, other)
+
+    def ne(self, other):
+        return ops.ne(self, other)
+
+    def lt(self, other):
+        return ops.lt(self, other)
+
+    def le(self, other):
+        return ops.le(self, other)
+
+    def gt(self, other):
+        return ops.gt(self, other)
+
+    def ge(self, other):
+        return ops.ge(self, other)
+
+    def maximum(self, other):
+        return ops.maximum(self, other)
+
+    def minimum(self, other):
+        return ops.minimum(self, other)
+
+    def where(self, condition, other):
+        """torch.Tensor.where: self where `condition` holds, else `other`."""
+        return ops.where(condition, self, other)
+
+    subtract, multiply, divide, true_divide, negative = sub, mul, div, div, neg
 
     def __getitem__(self, index):
         return ops.getitem(self, index)
@@ -595,6 +680,111 @@ class Tensor:
     def fmod(self, other):
         return ops.fmod(self, other)
 
+    def sin(self):
+        return ops.sin(self)
+
+    def cos(self):
+        return ops.cos(self)
+
+    def log1p(self):
+        return ops.log1p(self)
+
+    def expm1(self):
+        return ops.expm1(self)
+
+    def log2(self):
+        return ops.log2(self)
+
+    def log10(self):
+        return ops.log10(self)
+
+    def reciprocal(self):
+        return ops.reciprocal(self)
+
+    def square(self):
+        return ops.square(self)
+
+    def floor(self):
+        return ops.floor(self)
+
+    def ceil(self):
+        return ops.ceil(self)
+
+    def round(self, decimals=0):
+        return ops.round(self, decimals)
+
+    def trunc(self):
+        return ops.trunc(self)
+
+    def frac(self):
+        return ops.frac(self)
+
+    def sign(self):
+        return ops.sign(self)
+
+    def clamp_min(self, min):  # noqa: A002 - PyTorch's name
+        return ops.clamp_min(self, min)
+
+    def clamp_max(self, max):  # noqa: A002 - PyTorch's name
+        return ops.clamp_max(self, max)
+
+    def isnan(self):
+        return ops.isnan(self)
+
+    def isinf(self):
+        return ops.isinf(self)
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return ops.isclose(self, other, rtol, atol, equal_nan)
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return ops.allclose(self, other, rtol, atol, equal_nan)
+
+    def equal(self, other):
+        return ops.equal(self, other)
+
+    def logical_xor(self, other):
+        return ops.logical_xor(self, other)
+
+    def prod(self, dim=None, keepdim=False, *, dtype=None):
+        return ops.prod(self, dim, keepdim, dtype=dtype)
+
+    def any(self, dim=None, keepdim=False):
+        return ops.any(self, dim, keepdim)
+
+    def all(self, dim=None, keepdim=False):
+        return ops.all(self, dim, keepdim)
+
+    def mm(self, mat2):
+        return ops.mm(self, mat2)
+
+    def bmm(self, mat2):
+        return ops.bmm(self, mat2)
+
+    def mv(self, vec):
+        return ops.mv(self, vec)
+
+    def dot(self, other):
+        return ops.dot(self, other)
+
+    def outer(self, vec2):
+        return ops.outer(self, vec2)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        return ops.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return ops.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def lerp(self, end, weight):
+        return ops.lerp(self, end, weight)
+
+    def addcmul(self, tensor1, tensor2, *, value=1):
+        return ops.addcmul(self, tensor1, tensor2, value=value)
+
+    def addcdiv(self, tensor1, tensor2, *, value=1):
+        return ops.addcdiv(self, tensor1, tensor2, value=value)
+
     # ---- in-place methods (tinytensor.ops.inplace: PyTorch's rules for leaves and for graphs) ---------------------
     def add_(self, other, *, alpha=1):
         return ops.inplace.add_(self, other, alpha)
@@ -610,6 +800,57 @@ class Tensor:
 
     def clamp_(self, min=None, max=None):  # noqa: A002 - PyTorch's names
         return ops.inplace.clamp_(self, min, max)
+
+    def clamp_min_(self, min):  # noqa: A002 - PyTorch's name
+        return ops.inplace.clamp_min_(self, min)
+
+    def clamp_max_(self, max):  # noqa: A002 - PyTorch's name
+        return ops.inplace.clamp_max_(self, max)
+
+    def abs_(self):
+        return ops.inplace.abs_(self)
+
+    def sqrt_(self):
+        return ops.inplace.sqrt_(self)
+
+    def exp_(self):
+        return ops.inplace.exp_(self)
+
+    def log_(self):
+        return ops.inplace.log_(self)
+
+    def neg_(self):
+        return ops.inplace.neg_(self)
+
+    def sigmoid_(self):
+        return ops.inplace.sigmoid_(self)
+
+    def tanh_(self):
+        return ops.inplace.tanh_(self)
+
+    def relu_(self):
+        return ops.inplace.relu_(self)
+
+    def floor_(self):
+        return ops.inplace.floor_(self)
+
+    def round_(self, decimals=0):
+        return ops.inplace.round_(self, decimals)
+
+    def remainder_(self, other):
+        return ops.inplace.remainder_(self, other)
+
+    def floor_divide_(self, other):
+        return ops.inplace.floor_divide_(self, other)
+
+    def lerp_(self, end, weight):
+        return ops.inplace.lerp_(self, end, weight)
+
+    def addcmul_(self, tensor1, tensor2, *, value=1):
+        return ops.inplace.addcmul_(self, tensor1, tensor2, value)
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1):
+        return ops.inplace.addcdiv_(self, tensor1, tensor2, value)
 
     def masked_fill_(self, mask, value):
         return ops.inplace.masked_fill_(self, mask, value)
@@ -639,6 +880,8 @@ class Tensor:
     __isub__ = sub_
     __imul__ = mul_
     __itruediv__ = div_
+    __imod__ = remainder_
+    __ifloordiv__ = floor_divide_
 
 
 def _to_array(data, dtype=None, device=None):

@@ -15,7 +15,8 @@ import math
 from tinytensor import backend
 from tinytensor.autograd import Function
 from tinytensor.ops._util import require_floating
-from tinytensor.ops.elementwise import clamp, exp, stable_sigmoid, where
+from tinytensor.ops.elementwise import clamp, stable_sigmoid, where
+from tinytensor.ops.unary import expm1
 from tinytensor.tensor import Tensor
 
 
@@ -179,9 +180,9 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:  # noqa: 
 
 
 def elu(input: Tensor, alpha: float = 1.0) -> Tensor:  # noqa: A002 - PyTorch's name
-    """x where x > 0, else α(eˣ − 1) (Clevert et al. 2016). The exponential sees min(x, 0): on the branch not taken
-    e^x could overflow, and its zero gradient times ∞ would be NaN."""
-    return where(input > 0, input, alpha * (exp(clamp(input, max=0)) - 1))
+    """x where x > 0, else α(eˣ − 1) (Clevert et al. 2016), eˣ − 1 by expm1 (exact near 0). The exponential sees
+    min(x, 0): on the branch not taken e^x could overflow, and its zero gradient times ∞ would be NaN."""
+    return where(input > 0, input, alpha * expm1(clamp(input, max=0)))
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:  # noqa: A002 - PyTorch's name

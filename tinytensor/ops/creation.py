@@ -57,6 +57,23 @@ def arange(start, end=None, step=1, dtype=None, device: str = "cpu") -> Tensor:
     return Tensor(backend.module_for(device).arange(start, end, step, dtype=backend.as_dtype(dtype)))
 
 
+def linspace(start, end, steps: int, *, dtype=None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    """`steps` evenly spaced values from `start` to `end`, both included (float32 unless `dtype`)."""
+    if int(steps) < 0:
+        raise ValueError(f"linspace: steps must be >= 0, got {steps}")
+    dtype = backend.as_dtype(dtype or backend.DEFAULT_FLOAT)
+    values = backend.module_for(device).linspace(float(start), float(end), int(steps), dtype=backend.float64)
+    return Tensor(values.astype(dtype, copy=False), requires_grad=requires_grad)
+
+
+def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device: str = "cpu",
+             requires_grad: bool = False) -> Tensor:
+    """base ** linspace(start, end, steps)."""
+    exponents = linspace(start, end, steps, dtype=backend.float64, device=device).data
+    dtype = backend.as_dtype(dtype or backend.DEFAULT_FLOAT)
+    return Tensor((float(base) ** exponents).astype(dtype, copy=False), requires_grad=requires_grad)
+
+
 def randn(*shape, generator=None, dtype=None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
     """Standard normal samples from the device's seeded generator (or from `generator`)."""
     dtype = backend.as_dtype(dtype or backend.DEFAULT_FLOAT)

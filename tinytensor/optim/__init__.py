@@ -20,6 +20,7 @@ Optimizers update `param.data` in place from `param.grad.data`, on the parameter
 from tinytensor.optim import lr_scheduler
 from tinytensor.optim.adam import Adam, AdamW
 from tinytensor.optim.optimizer import Optimizer
+from tinytensor.optim.rmsprop import RMSprop
 from tinytensor.optim.sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "lr_scheduler"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "lr_scheduler"]
