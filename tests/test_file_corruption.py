@@ -142,6 +142,19 @@ def checkpoint_family(root: Path) -> Family:
                   path_entries=(("checkpoint.json", ("tensors_file",)),))
 
 
+def torch_save_family(root: Path) -> Family:
+    """A nanoGPT-style checkpoint written by tt.save: tensors in safetensors, its structure as JSON metadata. A
+    flipped byte may change a value or a key undetectably (no checksum), so success only means a dict came back."""
+    model = tiny_gpt2()
+    optimizer = AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95))
+    (root / "torch_save").mkdir()
+    tt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": 3,
+             "config": {"dataset": "shakespeare_char", "best": float("inf"), "sizes": (1, 2)}},
+            root / "torch_save" / "ckpt.pt")
+    return Family(root / "torch_save", lambda directory: tt.load(directory / "ckpt.pt"),
+                  lambda loaded: isinstance(loaded, dict))
+
+
 def bpe_family(root: Path) -> Family:
     tokenizer = ByteLevelBPETokenizer.train(TEXT * 3, vocab_size=280, min_frequency=1)
     tokenizer.save_pretrained(root / "bpe")
@@ -187,6 +200,7 @@ BUILDERS = {
         max_position_embeddings=16, relative_attention=True, max_relative_positions=4, pos_att_type=["c2p", "p2c"],
         position_biased_input=False))),
     "checkpoint": checkpoint_family,
+    "torch_save": torch_save_family,
     "bpe": bpe_family,
     "wordpiece": wordpiece_family,
     "char": char_family,
@@ -267,7 +281,8 @@ def json_edits(draw, document: Any, name: str, family: Family):
 def mutations(draw, family: Family):
     """(file name, new bytes or None to keep, the error type the result must raise or None, label)."""
     names = sorted(path.name for path in family.directory.iterdir())
-    kinds = ["flip", "truncate", "json"] + ["path_entry"] * bool(family.path_entries)
+    kinds = ["flip", "truncate"] + ["json"] * any(n.endswith(".json") for n in names)
+    kinds += ["path_entry"] * bool(family.path_entries)
     kind = draw(st.sampled_from(kinds), label="kind")
     if kind == "path_entry":
         name, place = draw(st.sampled_from(family.path_entries), label="entry")

@@ -75,6 +75,12 @@ class Tensor:
         """The same data, cut from the graph."""
         return Tensor._wrap(self.data)
 
+    def detach_(self) -> Tensor:
+        """Cut this tensor itself from the graph: it becomes a leaf that does not require grad (its data stays).
+        PyTorch refuses this on some views; tinytensor's graph records no views, so here it always works."""
+        self._node, self._requires_grad = None, False
+        return self
+
     def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in `.grad` after backward."""
         if self._node is not None:
@@ -259,6 +265,30 @@ class Tensor:
     def bool(self) -> Tensor:
         return ops.cast(self, backend.bool_)
 
+    def type_as(self, other: Tensor) -> Tensor:
+        """This tensor in `other`'s dtype and on `other`'s device (differentiable, like `to`)."""
+        return ops.cast(self, other.dtype).to(other.device)
+
+    # ---- new tensors like this one (PyTorch's new_*: this tensor's dtype and device unless given) -------------
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return ops.zeros(*size, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return ops.ones(*size, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return ops.empty(*size, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+        return ops.full(size, fill_value, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+        """A copy of `data` (not in any graph) in this tensor's dtype and on its device unless given."""
+        return ops.tensor(data, **self._like(dtype, device), requires_grad=requires_grad)
+
+    def _like(self, dtype, device) -> dict:
+        return {"dtype": self.dtype if dtype is None else dtype, "device": self.device if device is None else device}
+
     def clone(self) -> Tensor:
         return ops.clone(self)
 
@@ -346,9 +376,15 @@ class Tensor:
         return ops.mul(self, other)
 
     def div(self, other, *, rounding_mode=None):
-        if rounding_mode not in (None, "floor"):
-            raise ValueError(f"div: rounding_mode must be None or 'floor', got {rounding_mode!r}")
-        return ops.div(self, other) if rounding_mode is None else ops.floor_divide(self, other)
+        """True division, or rounded toward −∞ (`rounding_mode="floor"`) or toward zero ("trunc"), as PyTorch's."""
+        if rounding_mode not in (None, "floor", "trunc"):
+            raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
+        if rounding_mode == "floor":
+            return ops.floor_divide(self, other)
+        if rounding_mode == "trunc" and not backend.is_floating(self.dtype):  # exact for integers: a − fmod(a, b)
+            return ops.floor_divide(ops.sub(self, ops.fmod(self, other)), other)  # is a multiple of b
+        quotient = ops.div(self, other)
+        return ops.trunc(quotient) if rounding_mode == "trunc" else quotient
 
     def pow(self, exponent):
         return ops.pow(self, exponent)
@@ -538,13 +574,27 @@ class Tensor:
             raise ValueError(f"t() expects a tensor with at most 2 dimensions, got shape {self.shape}; use transpose")
         return ops.transpose(self, 0, 1) if self.ndim == 2 else self
 
+    swapdims = swapaxes
+
+    def movedim(self, source, destination):
+        return ops.movedim(self, source, destination)
+
+    moveaxis = movedim
+
     @property
     def T(self):  # noqa: N802 - NumPy's name
+        """All axes reversed, as NumPy's and PyTorch's `.T` (PyTorch warns that this is deprecated for ndim ≠ 2)."""
         return ops.permute(self, *reversed(range(self.ndim)))
 
     @property
     def mT(self):  # noqa: N802 - PyTorch's name
+        """The last two axes swapped: a matrix, or each matrix of a batch, transposed."""
+        if self.ndim < 2:
+            raise ValueError(f"mT: needs a matrix or a batch of matrices (at least 2 dims), got shape {self.shape}")
         return ops.transpose(self, -2, -1)
+
+    def unflatten(self, dim, sizes):
+        return ops.unflatten(self, dim, sizes)
 
     def unsqueeze(self, dim):
         return ops.unsqueeze(self, dim)
@@ -560,6 +610,33 @@ class Tensor:
 
     def chunk(self, chunks, dim=0):
         return ops.chunk(self, chunks, dim)
+
+    def unbind(self, dim=0):
+        return ops.unbind(self, dim)
+
+    def select(self, dim, index):
+        return ops.select(self, dim, index)
+
+    def narrow(self, dim, start, length):
+        return ops.narrow(self, dim, start, length)
+
+    def flip(self, *dims):
+        return ops.flip(self, *dims)
+
+    def fliplr(self):
+        return ops.fliplr(self)
+
+    def flipud(self):
+        return ops.flipud(self)
+
+    def masked_select(self, mask):
+        return ops.masked_select(self, mask)
+
+    def nonzero(self, *, as_tuple=False):
+        return ops.nonzero(self, as_tuple=as_tuple)
+
+    def argwhere(self):
+        return ops.argwhere(self)
 
     def gather(self, dim, index):
         return ops.gather(self, dim, index)
@@ -603,6 +680,111 @@ class Tensor:
     def fmod(self, other):
         return ops.fmod(self, other)
 
+    def sin(self):
+        return ops.sin(self)
+
+    def cos(self):
+        return ops.cos(self)
+
+    def log1p(self):
+        return ops.log1p(self)
+
+    def expm1(self):
+        return ops.expm1(self)
+
+    def log2(self):
+        return ops.log2(self)
+
+    def log10(self):
+        return ops.log10(self)
+
+    def reciprocal(self):
+        return ops.reciprocal(self)
+
+    def square(self):
+        return ops.square(self)
+
+    def floor(self):
+        return ops.floor(self)
+
+    def ceil(self):
+        return ops.ceil(self)
+
+    def round(self, decimals=0):
+        return ops.round(self, decimals)
+
+    def trunc(self):
+        return ops.trunc(self)
+
+    def frac(self):
+        return ops.frac(self)
+
+    def sign(self):
+        return ops.sign(self)
+
+    def clamp_min(self, min):  # noqa: A002 - PyTorch's name
+        return ops.clamp_min(self, min)
+
+    def clamp_max(self, max):  # noqa: A002 - PyTorch's name
+        return ops.clamp_max(self, max)
+
+    def isnan(self):
+        return ops.isnan(self)
+
+    def isinf(self):
+        return ops.isinf(self)
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return ops.isclose(self, other, rtol, atol, equal_nan)
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return ops.allclose(self, other, rtol, atol, equal_nan)
+
+    def equal(self, other):
+        return ops.equal(self, other)
+
+    def logical_xor(self, other):
+        return ops.logical_xor(self, other)
+
+    def prod(self, dim=None, keepdim=False, *, dtype=None):
+        return ops.prod(self, dim, keepdim, dtype=dtype)
+
+    def any(self, dim=None, keepdim=False):
+        return ops.any(self, dim, keepdim)
+
+    def all(self, dim=None, keepdim=False):
+        return ops.all(self, dim, keepdim)
+
+    def mm(self, mat2):
+        return ops.mm(self, mat2)
+
+    def bmm(self, mat2):
+        return ops.bmm(self, mat2)
+
+    def mv(self, vec):
+        return ops.mv(self, vec)
+
+    def dot(self, other):
+        return ops.dot(self, other)
+
+    def outer(self, vec2):
+        return ops.outer(self, vec2)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        return ops.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        return ops.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def lerp(self, end, weight):
+        return ops.lerp(self, end, weight)
+
+    def addcmul(self, tensor1, tensor2, *, value=1):
+        return ops.addcmul(self, tensor1, tensor2, value=value)
+
+    def addcdiv(self, tensor1, tensor2, *, value=1):
+        return ops.addcdiv(self, tensor1, tensor2, value=value)
+
     # ---- in-place methods (tinytensor.ops.inplace: PyTorch's rules for leaves and for graphs) ---------------------
     def add_(self, other, *, alpha=1):
         return ops.inplace.add_(self, other, alpha)
@@ -618,6 +800,57 @@ class Tensor:
 
     def clamp_(self, min=None, max=None):  # noqa: A002 - PyTorch's names
         return ops.inplace.clamp_(self, min, max)
+
+    def clamp_min_(self, min):  # noqa: A002 - PyTorch's name
+        return ops.inplace.clamp_min_(self, min)
+
+    def clamp_max_(self, max):  # noqa: A002 - PyTorch's name
+        return ops.inplace.clamp_max_(self, max)
+
+    def abs_(self):
+        return ops.inplace.abs_(self)
+
+    def sqrt_(self):
+        return ops.inplace.sqrt_(self)
+
+    def exp_(self):
+        return ops.inplace.exp_(self)
+
+    def log_(self):
+        return ops.inplace.log_(self)
+
+    def neg_(self):
+        return ops.inplace.neg_(self)
+
+    def sigmoid_(self):
+        return ops.inplace.sigmoid_(self)
+
+    def tanh_(self):
+        return ops.inplace.tanh_(self)
+
+    def relu_(self):
+        return ops.inplace.relu_(self)
+
+    def floor_(self):
+        return ops.inplace.floor_(self)
+
+    def round_(self, decimals=0):
+        return ops.inplace.round_(self, decimals)
+
+    def remainder_(self, other):
+        return ops.inplace.remainder_(self, other)
+
+    def floor_divide_(self, other):
+        return ops.inplace.floor_divide_(self, other)
+
+    def lerp_(self, end, weight):
+        return ops.inplace.lerp_(self, end, weight)
+
+    def addcmul_(self, tensor1, tensor2, *, value=1):
+        return ops.inplace.addcmul_(self, tensor1, tensor2, value)
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1):
+        return ops.inplace.addcdiv_(self, tensor1, tensor2, value)
 
     def masked_fill_(self, mask, value):
         return ops.inplace.masked_fill_(self, mask, value)
@@ -647,6 +880,8 @@ class Tensor:
     __isub__ = sub_
     __imul__ = mul_
     __itruediv__ = div_
+    __imod__ = remainder_
+    __ifloordiv__ = floor_divide_
 
 
 def _to_array(data, dtype=None, device=None):

@@ -4,21 +4,26 @@ In-place ops (`add_`, `zero_`, …) live in `ops.inplace` and are reached as Ten
 """
 from tinytensor.ops.creation import (arange, empty, from_numpy, full, full_like, linspace, logspace, multinomial, ones,
                                      ones_like, rand, randint, randn, randperm, tensor, zeros, zeros_like)
-from tinytensor.ops.elementwise import (abs, add, cast, clamp, clone, div, eq, exp, ge, gt, isfinite, le, log,
-                                        logical_and, logical_not, logical_or, lt, masked_fill, maximum, minimum,
-                                        mul, ne, neg, pow, rsqrt, sigmoid, sqrt, sub, tanh, to_device,
-                                        where)
+from tinytensor.ops.elementwise import (abs, add, addcdiv, addcmul, cast, clamp, clone, div, eq, exp, ge, gt,
+                                        isfinite, le, lerp, log, logical_and, logical_not, logical_or, logical_xor,
+                                        lt, masked_fill, maximum, minimum, mul, ne, neg, pow, rsqrt, sigmoid, sqrt,
+                                        sub, tanh, to_device, where)
+from tinytensor.ops.unary import (allclose, ceil, clamp_max, clamp_min, cos, equal, expm1, floor, frac, isclose,
+                                  isinf, isnan, log1p, log2, log10, reciprocal, round, sign, sin, square, trunc)
 from tinytensor.ops.activation import erf, gelu, relu, silu
 from tinytensor.ops.conv import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,
                                  max_pool1d, max_pool2d)
 from tinytensor.ops.attention import packed_self_attention, scaled_dot_product_attention
-from tinytensor.ops.linalg import einsum, linear, matmul
-from tinytensor.ops.reduce import (ValuesIndices, amax, amin, argmax, argmin, cumsum, logsumexp, max, mean, min, norm,
-                                   std, sum, var)
-from tinytensor.ops.nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax, mse_loss, nll_loss,
+from tinytensor.ops.linalg import addmm, baddbmm, bmm, dot, einsum, linear, matmul, mm, mv, outer
+from tinytensor.ops.reduce import (ValuesIndices, all, amax, amin, any, argmax, argmin, cumsum, logsumexp, max, mean,
+                                   min, norm, prod, std, sum, var)
+from tinytensor.ops.nn import (cosine_similarity, cross_entropy, dropout, embedding, layer_norm, log_softmax, nll_loss,
                                rms_norm, softmax)
-from tinytensor.ops.shape import (cat, chunk, contiguous, expand, flatten, gather, getitem, index_arrays, pad, permute,
-                                  repeat, reshape, roll, split, squeeze, stack, transpose, tril, triu, unsqueeze, view)
+from tinytensor.ops.losses import mse_loss
+from tinytensor.ops.shape import (argwhere, cat, chunk, contiguous, expand, flatten, flip, fliplr, flipud, gather,
+                                  getitem, index_arrays, masked_select, moveaxis, movedim, narrow, nonzero, pad,
+                                  permute, repeat, reshape, roll, select, split, squeeze, stack, swapaxes, swapdims,
+                                  transpose, tril, triu, unbind, unflatten, unsqueeze, view)
 from tinytensor.ops.sort import argsort, sort, topk
 from tinytensor.ops.rounding import floor_divide, fmod, remainder
 from tinytensor.ops.scatter import index_select, scatter, scatter_add

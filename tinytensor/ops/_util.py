@@ -49,6 +49,16 @@ def axis_arg(dim, axis):
     return tuple(chosen) if isinstance(chosen, list) else chosen
 
 
+def dim_index(op: str, dim: int, shape: tuple) -> int:
+    """`dim` (negative counts from the end) as an axis of `shape`; IndexError naming the op, the dim and the
+    shape when there is no such axis, instead of NumPy's error from deep inside the op."""
+    ndim = len(shape)
+    if not -ndim <= dim < ndim:
+        valid = f"dims run from {-ndim} to {ndim - 1}" if ndim else "a 0-d tensor has no dims"
+        raise IndexError(f"{op}: dim {dim} is out of range for shape {shape} ({valid})")
+    return dim % ndim
+
+
 def keepdims_arg(keepdim: bool, keepdims: bool | None) -> bool:
     return bool(keepdim if keepdims is None else keepdims)
 

@@ -1,6 +1,8 @@
-"""Activation functions: ReLU, SiLU and GELU (exact, through erf, and GPT-2's tanh approximation), and `erf`.
+"""Activation functions: ReLU, SiLU, GELU (exact, through erf, and GPT-2's tanh approximation), `erf`, softplus and
+log-sigmoid, and the piecewise ones composed from other ops: leaky ReLU, ELU, hardtanh.
 
 SiLU and GELU are fused; their plain versions (`ops/composed.py`) are what create_graph=True differentiates.
+Softplus is one op for precision (log1p, which no Tensor op offers); its backward, σ(βx), runs on Tensors too.
 
 NumPy has no erf, so this file carries two: Hart's rational fits for float64 (exact to rounding, for parity with
 Hugging Face in float64) and Abramowitz & Stegun 7.1.26 for float32 (five times fewer passes). GELU's chains of
@@ -13,7 +15,8 @@ import math
 from tinytensor import backend
 from tinytensor.autograd import Function
 from tinytensor.ops._util import require_floating
-from tinytensor.ops.elementwise import stable_sigmoid
+from tinytensor.ops.elementwise import clamp, stable_sigmoid, where
+from tinytensor.ops.unary import expm1
 from tinytensor.tensor import Tensor
 
 
@@ -136,6 +139,59 @@ def _tanh_gelu_derivative(grad, x, cdf):
     slope += cdf
     slope *= grad
     return slope
+
+
+class Softplus(Function):
+    """log(1 + e^(βx))/β written as (max(βx, 0) + log1p(e^(−|βx|)))/β: no exponential overflows (logits of ±1e4 are
+    fine) and tiny results keep full precision. Where βx > threshold it is x itself (PyTorch's linear region; None:
+    nowhere). d/dx = σ(βx), computed by `stable_sigmoid`, whose xp calls GraphXp offers, so it differentiates again.
+    """
+
+    def forward(self, x, beta=1.0, threshold=None):
+        xp = self.xp
+        scaled = x * beta
+        out = (xp.maximum(scaled, 0) + xp.log1p(xp.exp(-xp.abs(scaled)))) / beta
+        self.beta, self.threshold = beta, threshold
+        self.save_for_backward(x)
+        return out if threshold is None else xp.where(scaled > threshold, x, out)
+
+    def backward(self, grad):
+        x = self.saved[0]
+        scaled = x * self.beta
+        slope_grad = grad * stable_sigmoid(self.xp, scaled)
+        return slope_grad if self.threshold is None else self.xp.where(scaled > self.threshold, grad, slope_grad)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002 - PyTorch's name
+    """log(1 + e^(βx))/β, a smooth ReLU; x itself where βx > threshold (torch.nn.functional.softplus)."""
+    require_floating("softplus", input)
+    return Softplus.apply(input, beta=beta, threshold=threshold)
+
+
+def logsigmoid(input: Tensor) -> Tensor:  # noqa: A002 - PyTorch's name
+    """log σ(x) = −softplus(−x), exact for every x (no linear region): −1e4 gives −1e4, not −inf."""
+    require_floating("logsigmoid", input)
+    return -Softplus.apply(-input)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:  # noqa: A002 - PyTorch's name
+    """x where x > 0, else negative_slope·x (the gradient at 0 is negative_slope, as in PyTorch)."""
+    return where(input > 0, input, input * negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0) -> Tensor:  # noqa: A002 - PyTorch's name
+    """x where x > 0, else α(eˣ − 1) (Clevert et al. 2016), eˣ − 1 by expm1 (exact near 0). The exponential sees
+    min(x, 0): on the branch not taken e^x could overflow, and its zero gradient times ∞ would be NaN."""
+    return where(input > 0, input, alpha * expm1(clamp(input, max=0)))
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:  # noqa: A002 - PyTorch's name
+    """x clipped to [min_val, max_val]. Gradient 1 strictly inside and 0 elsewhere, at the bounds too, as PyTorch's
+    hardtanh (its clamp passes the gradient at the bounds): the clipped values enter as constants."""
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val {min_val} is greater than max_val {max_val}")
+    inside = (input > min_val) & (input < max_val)
+    return where(inside, input, clamp(input, min_val, max_val).detach())
 
 
 def relu(a: Tensor) -> Tensor:

@@ -12,10 +12,11 @@ k, v [..., Hkv, Tk, d] for attention, H a multiple of Hkv; images [N, C, H, W] f
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from tinytensor.ops.activation import erf
-from tinytensor.ops.elementwise import exp, isfinite, log, masked_fill, rsqrt, sigmoid, tanh, where
+from tinytensor.ops.elementwise import exp, isfinite, log, masked_fill, mul, rsqrt, sigmoid, tanh, where
 from tinytensor.ops.linalg import einsum, matmul
 from tinytensor.ops.reduce import amax
 from tinytensor.ops.shape import gather, pad, permute, reshape, stack
@@ -59,6 +60,13 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -100, lab
         return per_item
     total = per_item.sum()
     return total if reduction == "sum" else total / valid.data.sum(dtype=logits.dtype)
+
+
+# ---- reductions ---------------------------------------------------------------------------------------------------
+def prod(x: Tensor, dim: int, keepdim: bool = False) -> Tensor:
+    """The factors along `dim` multiplied one by one: no division, so zeros need no care."""
+    out = functools.reduce(mul, x.split(1, dim))
+    return out if keepdim else out.squeeze(dim)
 
 
 # ---- normalisation ------------------------------------------------------------------------------------------------

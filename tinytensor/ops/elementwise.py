@@ -111,6 +111,21 @@ def neg(a: Tensor) -> Tensor:
     return Neg.apply(a)
 
 
+def lerp(start, end, weight) -> Tensor:
+    """start + weight·(end − start): linear interpolation, weight a number or a tensor (which gets a gradient)."""
+    return add(start, mul(weight, sub(end, start)))
+
+
+def addcmul(input, tensor1, tensor2, *, value=1) -> Tensor:  # noqa: A002 - PyTorch's names
+    """input + value·tensor1·tensor2 (Adam-style updates in one call)."""
+    return add(input, mul(mul(tensor1, tensor2), value))
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1) -> Tensor:  # noqa: A002 - PyTorch's names
+    """input + value·tensor1 / tensor2."""
+    return add(input, mul(div(tensor1, tensor2), value))
+
+
 # ---- unary math ---------------------------------------------------------------------------------------------------
 class Exp(Function):
     def forward(self, a):
@@ -338,6 +353,10 @@ def logical_and(a, b) -> Tensor:
 
 def logical_or(a, b) -> Tensor:
     return _compare(lambda x, y: x.astype(bool) | y.astype(bool), a, b)
+
+
+def logical_xor(a, b) -> Tensor:
+    return _compare(lambda x, y: x.astype(bool) ^ y.astype(bool), a, b)
 
 
 def isfinite(a: Tensor) -> Tensor:

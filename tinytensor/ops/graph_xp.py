@@ -7,7 +7,7 @@ same lines build a recorded graph: the math functions below are the Tensor ops o
 """
 from __future__ import annotations
 
-from tinytensor.ops import elementwise, linalg, reduce, shape
+from tinytensor.ops import elementwise, linalg, reduce, shape, unary
 from tinytensor.tensor import Tensor
 
 
@@ -32,6 +32,8 @@ class GraphXp:
     exp = staticmethod(elementwise.exp)
     log = staticmethod(elementwise.log)
     abs = staticmethod(elementwise.abs)
+    sin = staticmethod(unary.sin)
+    cos = staticmethod(unary.cos)
     where = staticmethod(elementwise.where)
     matmul = staticmethod(linalg.matmul)
     einsum = staticmethod(linalg.einsum)

@@ -17,10 +17,14 @@ from collections.abc import Callable
 
 from tinytensor import autograd, backend
 from tinytensor.ops._util import lift
+from tinytensor.ops.activation import relu
 from tinytensor.ops.creation import rand, randn
-from tinytensor.ops.elementwise import add, cast, clamp, clone, div, masked_fill, mul, sub, to_device, where
+from tinytensor.ops.elementwise import (abs, add, addcdiv, addcmul, cast, clamp, clone, div, exp, lerp, log,
+                                        masked_fill, mul, neg, sigmoid, sqrt, sub, tanh, to_device, where)
+from tinytensor.ops.rounding import floor_divide, remainder
 from tinytensor.ops.scatter import scatter, scatter_add
 from tinytensor.ops.shape import expand
+from tinytensor.ops.unary import clamp_max, clamp_min, floor, round
 from tinytensor.tensor import Tensor
 
 
@@ -65,6 +69,74 @@ def div_(target: Tensor, other) -> Tensor:
 
 def clamp_(target: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
     return write(target, lambda t: clamp(t, min, max), "clamp_")
+
+
+def clamp_min_(target: Tensor, min) -> Tensor:  # noqa: A002 - PyTorch's name
+    return write(target, lambda t: clamp_min(t, min), "clamp_min_")
+
+
+def clamp_max_(target: Tensor, max) -> Tensor:  # noqa: A002 - PyTorch's name
+    return write(target, lambda t: clamp_max(t, max), "clamp_max_")
+
+
+def abs_(target: Tensor) -> Tensor:
+    return write(target, abs, "abs_")
+
+
+def sqrt_(target: Tensor) -> Tensor:
+    return write(target, sqrt, "sqrt_")
+
+
+def exp_(target: Tensor) -> Tensor:
+    return write(target, exp, "exp_")
+
+
+def log_(target: Tensor) -> Tensor:
+    return write(target, log, "log_")
+
+
+def neg_(target: Tensor) -> Tensor:
+    return write(target, neg, "neg_")
+
+
+def sigmoid_(target: Tensor) -> Tensor:
+    return write(target, sigmoid, "sigmoid_")
+
+
+def tanh_(target: Tensor) -> Tensor:
+    return write(target, tanh, "tanh_")
+
+
+def relu_(target: Tensor) -> Tensor:
+    return write(target, relu, "relu_")
+
+
+def floor_(target: Tensor) -> Tensor:
+    return write(target, floor, "floor_")
+
+
+def round_(target: Tensor, decimals: int = 0) -> Tensor:
+    return write(target, lambda t: round(t, decimals), "round_")
+
+
+def remainder_(target: Tensor, other) -> Tensor:
+    return write(target, lambda t: remainder(t, other), "remainder_")
+
+
+def floor_divide_(target: Tensor, other) -> Tensor:
+    return write(target, lambda t: floor_divide(t, other), "floor_divide_")
+
+
+def lerp_(target: Tensor, end, weight) -> Tensor:
+    return write(target, lambda t: lerp(t, end, weight), "lerp_")
+
+
+def addcmul_(target: Tensor, tensor1, tensor2, value=1) -> Tensor:
+    return write(target, lambda t: addcmul(t, tensor1, tensor2, value=value), "addcmul_")
+
+
+def addcdiv_(target: Tensor, tensor1, tensor2, value=1) -> Tensor:
+    return write(target, lambda t: addcdiv(t, tensor1, tensor2, value=value), "addcdiv_")
 
 
 def masked_fill_(target: Tensor, mask, value) -> Tensor:

@@ -1,4 +1,5 @@
-"""Matrix multiplication: batched, broadcasting, and NumPy's 1-D rules (vector·matrix, matrix·vector, dot); einsum.
+"""Matrix multiplication: batched, broadcasting, and NumPy's 1-D rules (vector·matrix, matrix·vector, dot); einsum;
+and PyTorch's strict forms of it (mm, bmm, mv, dot, outer, addmm, baddbmm), each a checked call of matmul.
 
 For C = A·B the gradients are dA = dC·Bᵀ and dB = Aᵀ·dC, each one BLAS call. A 1-D operand is treated as a
 row (left) or column (right) matrix for the backward, then that axis is dropped again. einsum's backward is an
@@ -40,10 +41,79 @@ def matmul(a, b) -> Tensor:
     a, b = operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least one dimension, got {a.shape} and {b.shape}")
+    return _aligned_matmul("matmul", a, b)
+
+
+def _aligned_matmul(op: str, a: Tensor, b: Tensor) -> Tensor:
+    """MatMul of two operands of at least one axis, once a's last axis is known to match b's contracted one."""
     inner_a, inner_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
     if inner_a != inner_b:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({inner_a} != {inner_b})")
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not align ({inner_a} != {inner_b})")
     return MatMul.apply(a, b)
+
+
+def _strict_matmul(op: str, a, b, ndims: tuple[int, int], expected: str) -> Tensor:
+    """matmul for operands of exactly `ndims` axes (PyTorch's mm, bmm, mv, dot broadcast nothing)."""
+    a, b = operands(a, b)
+    if (a.ndim, b.ndim) != ndims:
+        raise ValueError(f"{op}: expected {expected}, got {a.shape} and {b.shape}")
+    return _aligned_matmul(op, a, b)
+
+
+def mm(input, mat2) -> Tensor:  # noqa: A002 - PyTorch's names
+    """[n, m] · [m, p] → [n, p]."""
+    return _strict_matmul("mm", input, mat2, (2, 2), "2-D tensors")
+
+
+def bmm(input, mat2) -> Tensor:  # noqa: A002 - PyTorch's names
+    """[B, n, m] · [B, m, p] → [B, n, p]: one product per batch entry, with equal batch sizes (no broadcasting)."""
+    input, mat2 = operands(input, mat2)
+    if input.ndim == mat2.ndim == 3 and input.shape[0] != mat2.shape[0]:
+        raise ValueError(f"bmm: batch sizes differ, got {input.shape} and {mat2.shape}")
+    return _strict_matmul("bmm", input, mat2, (3, 3), "3-D tensors")
+
+
+def mv(input, vec) -> Tensor:  # noqa: A002 - PyTorch's names
+    """[n, m] · [m] → [n]."""
+    return _strict_matmul("mv", input, vec, (2, 1), "a 2-D matrix and a 1-D vector")
+
+
+def dot(input, other) -> Tensor:  # noqa: A002 - PyTorch's names
+    """Σ aᵢ·bᵢ of two 1-D tensors of one length, a 0-d tensor."""
+    return _strict_matmul("dot", input, other, (1, 1), "1-D tensors")
+
+
+def outer(input, vec2) -> Tensor:  # noqa: A002 - PyTorch's names
+    """[n] ⊗ [m] → [n, m], entry (i, j) = aᵢ·bⱼ."""
+    input, vec2 = operands(input, vec2)
+    if input.ndim != 1 or vec2.ndim != 1:
+        raise ValueError(f"outer: expected 1-D tensors, got {input.shape} and {vec2.shape}")
+    return input.reshape(-1, 1) * vec2
+
+
+def addmm(input, mat1, mat2, *, beta=1, alpha=1) -> Tensor:  # noqa: A002 - PyTorch's names
+    """beta·input + alpha·(mat1 · mat2), input broadcast to [n, p]."""
+    return _add_scaled("addmm", input, mm(mat1, mat2), beta, alpha)
+
+
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1) -> Tensor:  # noqa: A002 - PyTorch's names
+    """beta·input + alpha·(batch1 · batch2) per batch entry, input broadcast to [B, n, p]."""
+    return _add_scaled("baddbmm", input, bmm(batch1, batch2), beta, alpha)
+
+
+def _add_scaled(op: str, input, product: Tensor, beta, alpha) -> Tensor:  # noqa: A002 - PyTorch's name
+    """beta·input + alpha·product. input must broadcast to the product's shape without growing it; beta = 0
+    ignores input's values (NaN and inf included), as PyTorch does."""
+    input, product = operands(input, product)
+    fits = input.ndim <= product.ndim and all(n in (1, m) for n, m in zip(reversed(input.shape),
+                                                                          reversed(product.shape)))
+    if not fits:
+        raise ValueError(f"{op}: input of shape {input.shape} cannot be broadcast to the product's shape "
+                         f"{product.shape}")
+    scaled = product if alpha == 1 else product * alpha
+    if beta == 0:
+        return scaled
+    return (input if beta == 1 else input * beta) + scaled
 
 
 class Linear(Function):

@@ -3,7 +3,8 @@
 Composing softmax or layer norm from small ops would save every intermediate and walk memory many times; a
 fused op saves only what its backward formula needs and does a few passes. These are the hot spots of every
 transformer: softmax, log-softmax, cross-entropy, layer norm, RMS norm, dropout and embedding lookup (attention
-has its own file, `ops/attention.py`). `tinytensor.nn.functional` exposes them with PyTorch's signatures.
+has its own file, `ops/attention.py`; the losses between same-shaped tensors, `ops/losses.py`). normalize and
+cosine_similarity are composed. `tinytensor.nn.functional` exposes them with PyTorch's signatures.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import math
 from tinytensor import backend
 from tinytensor.autograd import Function
 from tinytensor.ops import composed
-from tinytensor.ops._util import require_floating
+from tinytensor.ops._util import check_broadcastable, operands, require_floating
 from tinytensor.ops.elementwise import clamp
 from tinytensor.ops.reduce import norm
-from tinytensor.ops.shape import scatter_add
+from tinytensor.ops.shape import expand, scatter_add
 from tinytensor.tensor import Tensor
 
 
@@ -221,21 +222,23 @@ def nll_loss(input: Tensor, target, ignore_index: int = -100, reduction: str = "
     return loss.reshape(target_shape) if reduction == "none" else loss
 
 
-def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Mean squared error (composed: it is cheap and rarely hot)."""
-    if input.shape != target.shape:
-        raise ValueError(f"mse_loss: input shape {input.shape} != target shape {target.shape}")
-    squared = (input - target) ** 2
-    if reduction == "none":
-        return squared
-    return squared.sum() if reduction == "sum" else squared.mean()
-
-
 # ---- normalisation ------------------------------------------------------------------------------------------------
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
     """input / max(‖input‖_p, eps) along `dim`, as torch.nn.functional.normalize (composed; the norm's backward
     lives in `ops.reduce.Norm`)."""
     return input / clamp(norm(input, p, dim, keepdim=True), min=eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """x1·x2 / (max(‖x1‖, eps)·max(‖x2‖, eps)) along `dim`, x1 and x2 broadcast together first. Each vector is
+    normalised before the dot product, as PyTorch does since 1.12: the result stays in [−1, 1], and long or huge
+    vectors lose no precision to a product of norms."""
+    x1, x2 = operands(x1, x2)
+    require_floating("cosine_similarity", x1)
+    check_broadcastable("cosine_similarity", x1, x2)
+    shape = x1.xp.broadcast_shapes(x1.shape, x2.shape)
+    x1, x2 = (x if x.shape == shape else expand(x, *shape) for x in (x1, x2))
+    return (normalize(x1, 2, dim, eps) * normalize(x2, 2, dim, eps)).sum(dim)
 
 
 class LayerNorm(Function):

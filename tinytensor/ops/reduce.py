@@ -1,5 +1,5 @@
 """Reductions: sum, mean, max, min, var, std, norm, logsumexp (over all axes, one axis or several, keepdims or
-not), and the running sum `cumsum`.
+not), prod (over all axes or one), the running sum `cumsum`, and the bool reductions any and all.
 
 Backward of a reduction spreads the output gradient back over the reduced axes. `_expand_back` restores the
 reduced axes as size-1 axes so the gradient broadcasts against the input: the one helper every reduction uses.
@@ -192,6 +192,56 @@ def std(a: Tensor, dim=None, unbiased: bool = True, keepdim=False, *, correction
 
 def logsumexp(a: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=None) -> Tensor:
     return _reduce(LogSumExp, a, dim, keepdim, axis, keepdims)
+
+
+class Prod(Function):
+    """Product along one axis. Each factor's gradient is the product of all the others: the running products from
+    both ends, each stopping just short of it, multiplied. Dividing the product by the factor would give 0/0 where
+    a factor is 0; this stays right with zeros."""
+
+    def forward(self, a, axis=0, keepdims=False):
+        self.save_for_backward(a)
+        self.axis, self.keepdims = axis, keepdims
+        return a.prod(axis=axis, keepdims=keepdims)
+
+    def backward(self, grad):
+        xp, a, axis = self.xp, self.saved[0], self.axis
+        if a.shape[axis] == 0:  # an empty product is 1 whatever its (absent) factors
+            return xp.zeros(a.shape, dtype=grad.dtype)
+        lead = (slice(None),) * axis
+        ones = xp.ones(a.shape[:axis] + (1,) + a.shape[axis + 1:], dtype=a.dtype)
+        before = xp.cumprod(xp.concatenate([ones, a[lead + (slice(None, -1),)]], axis), axis)
+        after = xp.flip(xp.cumprod(xp.flip(xp.concatenate([a[lead + (slice(1, None),)], ones], axis), axis), axis),
+                        axis)
+        grad = grad if self.keepdims else xp.expand_dims(grad, axis)
+        return grad * before * after
+
+    def composed(self, a):
+        from tinytensor.ops import composed
+
+        return composed.prod(a, self.axis, self.keepdims)
+
+
+def prod(a: Tensor, dim: int | None = None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    """torch.prod: the product of all elements (a 0-d tensor), or along one `dim`; integer and bool inputs
+    multiply in int64, as PyTorch. The gradient is right where factors are 0."""
+    if dtype is None and not backend.is_floating(a.dtype):
+        dtype = backend.int64
+    a = a if dtype is None else cast(a, dtype)
+    if dim is None:
+        out = Prod.apply(a.reshape(-1), axis=0)
+        return out.reshape((1,) * a.ndim) if keepdim else out
+    return Prod.apply(a, axis=_normalize_axes(dim, a.ndim)[0], keepdims=keepdim)
+
+
+def any(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001 - PyTorch's name
+    """Whether any element (over `dim`: one axis or a tuple) is non-zero, as a bool tensor."""
+    return Tensor._wrap(a.data.any(axis=axis_arg(dim, None), keepdims=keepdim))
+
+
+def all(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001 - PyTorch's name
+    """Whether every element (over `dim`: one axis or a tuple) is non-zero, as a bool tensor."""
+    return Tensor._wrap(a.data.all(axis=axis_arg(dim, None), keepdims=keepdim))
 
 
 def argmax(a: Tensor, dim=None, keepdim=False) -> Tensor:

@@ -1,4 +1,5 @@
-"""Shape and indexing ops: reshape, transpose, permute, squeeze, expand, cat, stack, split, pad, indexing, gather.
+"""Shape and indexing ops: reshape, transpose, permute, movedim, squeeze, expand, cat, stack, split, unbind, pad,
+indexing (select, narrow, flip, masked_select, nonzero), gather.
 
 None of these change values, only where they sit, so each backward puts the gradient back where the value came
 from: reshape back, transpose by the inverse permutation, scatter into zeros for indexing (accumulating when an
@@ -6,9 +7,11 @@ index repeats), split for cat.
 """
 from __future__ import annotations
 
+import operator
+
 from tinytensor import backend
 from tinytensor.autograd import Function
-from tinytensor.ops._util import shape_arg
+from tinytensor.ops._util import check_broadcastable, dim_index, shape_arg
 from tinytensor.ops.scatter import as_index_array, check_along_axis_shapes, check_index_range
 from tinytensor.tensor import Tensor
 
@@ -58,17 +61,56 @@ def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(a, *a.shape[:start], -1, *a.shape[end + 1:])
 
 
+def unflatten(a: Tensor, dim: int, sizes) -> Tensor:
+    """Split axis `dim` into `sizes` (one of them may be -1), the inverse of flatten: [B, 6] → [B, 2, 3]."""
+    axis = dim_index("unflatten", dim, a.shape)
+    sizes = shape_arg((sizes,))
+    try:
+        return reshape(a, *a.shape[:axis], *sizes, *a.shape[axis + 1:])
+    except ValueError:
+        raise ValueError(f"unflatten: sizes {sizes} do not fit dim {dim} of size {a.shape[axis]}") from None
+
+
 def permute(a: Tensor, *dims) -> Tensor:
-    dims = tuple(d % a.ndim for d in shape_arg(dims)) if a.ndim else ()
+    dims = tuple(dim_index("permute", d, a.shape) for d in shape_arg(dims))
     if sorted(dims) != list(range(a.ndim)):
         raise ValueError(f"permute: {dims} is not a permutation of the {a.ndim} axes of shape {a.shape}")
     return Permute.apply(a, dims=dims)
 
 
 def transpose(a: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
+    """Swap two axes (also under NumPy's name `swapaxes` and PyTorch's `swapdims`)."""
     dims = list(range(a.ndim))
+    dim0, dim1 = dim_index("transpose", dim0, a.shape), dim_index("transpose", dim1, a.shape)
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute.apply(a, dims=tuple(dims))
+
+
+swapaxes = swapdims = transpose
+
+
+def movedim(a: Tensor, source, destination) -> Tensor:
+    """Move the axes `source` (an int or a sequence) to the positions `destination`, keeping the others in order
+    (torch.movedim, NumPy's moveaxis): a permutation."""
+    sources, targets = _dims_arg("movedim", source, a.shape), _dims_arg("movedim", destination, a.shape)
+    if len(sources) != len(targets):
+        raise ValueError(f"movedim: source {source} and destination {destination} name different numbers of dims")
+    order = [axis for axis in range(a.ndim) if axis not in sources]
+    for target, axis in sorted(zip(targets, sources)):
+        order.insert(target, axis)
+    return permute(a, *order)
+
+
+moveaxis = movedim
+
+
+def _dims_arg(op: str, dims, shape: tuple) -> tuple:
+    """An int or a sequence of dims as distinct axes of `shape`; errors name the op."""
+    listed = dims if isinstance(dims, (tuple, list)) else (dims,)
+    axes = tuple(dim_index(op, operator.index(d), shape) for d in listed)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: dims {dims} name the same axis twice for shape {shape}")
+    return axes
 
 
 def unsqueeze(a: Tensor, dim: int) -> Tensor:
@@ -155,6 +197,12 @@ def chunk(a: Tensor, chunks: int, dim: int = 0) -> list[Tensor]:
     return split(a, -(-length // chunks), dim)
 
 
+def unbind(a: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
+    """The slices along `dim`, each without that axis: unbind(x)[i] is x[i] (the inverse of stack)."""
+    axis = dim_index("unbind", dim, a.shape)
+    return tuple(getitem(a, (slice(None),) * axis + (i,)) for i in range(a.shape[axis]))
+
+
 class Pad(Function):
     def forward(self, a, widths=(), value=0.0):
         self.slices = tuple(slice(before, before + n) for (before, _), n in zip(widths, a.shape))
@@ -232,6 +280,76 @@ def getitem(a: Tensor, index) -> Tensor:
     index = index_arrays(index, a.xp)
     backend.array_module(a.data, *_index_arrays_in(index), op="getitem")
     return GetItem.apply(a, index=index)
+
+
+def select(a: Tensor, dim: int, index: int) -> Tensor:
+    """a[..., index, ...] at axis `dim`, which disappears (torch.select); a negative index counts from the end."""
+    axis = dim_index("select", dim, a.shape)
+    index, size = operator.index(index), a.shape[axis]
+    if not -size <= index < size:
+        raise IndexError(f"select: index {index} is out of range for dim {dim} of size {size} (shape {a.shape})")
+    return getitem(a, (slice(None),) * axis + (index,))
+
+
+def narrow(a: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """a[..., start:start + length, ...] at axis `dim` (torch.narrow); unlike a slice it never shortens silently:
+    the range must lie inside the axis. A negative start counts from the end."""
+    axis = dim_index("narrow", dim, a.shape)
+    start, length, size = operator.index(start), operator.index(length), a.shape[axis]
+    if not -size <= start <= size:
+        raise IndexError(f"narrow: start {start} is out of range for dim {dim} of size {size} (shape {a.shape})")
+    start = start + size if start < 0 else start
+    if length < 0 or start + length > size:
+        raise IndexError(f"narrow: start {start} + length {length} does not fit dim {dim} of size {size} "
+                         f"(shape {a.shape})")
+    return getitem(a, (slice(None),) * axis + (slice(start, start + length),))
+
+
+def flip(a: Tensor, *dims) -> Tensor:
+    """Reverse the order of the elements along each of `dims` (torch.flip): indexing with reversed slices, whose
+    backward reverses the gradient back. The result is a contiguous copy, as PyTorch's, so `.view` works on it."""
+    axes = _dims_arg("flip", shape_arg(dims), a.shape)
+    return contiguous(getitem(a, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(a.ndim))))
+
+
+def fliplr(a: Tensor) -> Tensor:
+    """Reverse the columns (axis 1) of a tensor of at least 2 dims."""
+    if a.ndim < 2:
+        raise ValueError(f"fliplr: needs a tensor of at least 2 dims, got shape {a.shape}")
+    return flip(a, 1)
+
+
+def flipud(a: Tensor) -> Tensor:
+    """Reverse the rows (axis 0) of a tensor of at least 1 dim."""
+    if a.ndim < 1:
+        raise ValueError(f"flipud: needs a tensor of at least 1 dim, got shape {a.shape}")
+    return flip(a, 0)
+
+
+def masked_select(a: Tensor, mask) -> Tensor:
+    """The elements of `a` where the bool `mask` is True, as a 1-D tensor in row-major order (a and mask broadcast
+    together first, as in PyTorch); the gradient goes back to the selected elements."""
+    mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=a.device)
+    if mask.dtype != backend.bool_:
+        raise TypeError(f"masked_select: mask must be a bool tensor, got dtype {mask.dtype}")
+    check_broadcastable("masked_select", a, mask)
+    shape = a.xp.broadcast_shapes(a.shape, mask.shape)
+    a = a if a.shape == shape else expand(a, *shape)
+    return getitem(a, mask.xp.broadcast_to(mask.data, shape))
+
+
+def argwhere(a: Tensor) -> Tensor:
+    """The index of every non-zero element, one row each: int64 [n, ndim] in row-major order (no gradient)."""
+    return Tensor._wrap(a.xp.argwhere(a.data).astype(backend.int64, copy=False))
+
+
+def nonzero(a: Tensor, *, as_tuple: bool = False):
+    """argwhere(a), or with as_tuple=True one int64 vector of indices per axis (what indexing takes: a[nonzero(a,
+    as_tuple=True)] are the non-zero values). A 0-d tensor counts as 1-D there, as in PyTorch."""
+    if not as_tuple:
+        return argwhere(a)
+    data = a.data.reshape(1) if a.ndim == 0 else a.data
+    return tuple(Tensor._wrap(ids.astype(backend.int64, copy=False)) for ids in a.xp.nonzero(data))
 
 
 class Gather(Function):
