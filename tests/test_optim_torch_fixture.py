@@ -17,24 +17,14 @@ FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "adamw_torch.json").r
 
 
 def test_adamw_reproduces_torch_losses_and_final_weights():
-    params = {name: tt.tensor(np.array(value), requires_grad=True) for name, value in FIXTURE["initial"].items()}
-    x, y = (tt.tensor(np.array(FIXTURE["data"][k])) for k in ("x", "y"))
+    params, x, y = fixture_problem(FIXTURE["initial"], FIXTURE["data"])
     decay = FIXTURE["weight_decay"]
     hyper = FIXTURE["hyperparameters"]
     optimizer = AdamW([{"params": [params["w1"], params["w2"]], "weight_decay": decay["weights"]},
                        {"params": [params["b1"], params["b2"]], "weight_decay": decay["biases"]}],
                       lr=hyper["lr"], betas=tuple(hyper["betas"]), eps=hyper["eps"])
-    losses = []
-    for _ in range(FIXTURE["steps"]):
-        pred = (x @ params["w1"] + params["b1"]).tanh() @ params["w2"] + params["b2"]
-        loss = ((pred - y) ** 2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    np.testing.assert_allclose(losses, FIXTURE["losses"], rtol=1e-10, atol=0)
-    for name, expected in FIXTURE["final"].items():
-        np.testing.assert_allclose(params[name].data, np.array(expected), rtol=1e-10, atol=1e-14)
+    losses = train_mlp(params, x, y, optimizer, FIXTURE["steps"])
+    assert_same_run(losses, params, FIXTURE["losses"], FIXTURE["final"])
 
 
 RMSPROP = json.loads((Path(__file__).parent / "fixtures" / "rmsprop_torch.json").read_text(encoding="utf-8"))
@@ -43,18 +33,34 @@ RMSPROP = json.loads((Path(__file__).parent / "fixtures" / "rmsprop_torch.json")
 @pytest.mark.parametrize("run", sorted(RMSPROP["runs"]))
 def test_rmsprop_reproduces_torch_losses_and_final_weights(run):
     expected = RMSPROP["runs"][run]
-    params = {name: tt.tensor(np.array(value), requires_grad=True) for name, value in RMSPROP["init"].items()}
-    x, y = (tt.tensor(np.array(RMSPROP["data"][k])) for k in ("x", "y"))
+    params, x, y = fixture_problem(RMSPROP["init"], RMSPROP["data"])
     optimizer = RMSprop(params.values(), **expected["options"])
+    losses = train_mlp(params, x, y, optimizer, RMSPROP["steps"])
+    assert_same_run(losses, params, expected["losses"], expected["final"])
+    assert optimizer.state_dict()["state"][0]["step"] == RMSPROP["steps"]
+
+
+def fixture_problem(initial: dict, data: dict) -> tuple[dict, tt.Tensor, tt.Tensor]:
+    """The fixture's float64 parameters (leaves) and data as tensors."""
+    params = {name: tt.tensor(np.array(value), requires_grad=True) for name, value in initial.items()}
+    x, y = (tt.tensor(np.array(data[k])) for k in ("x", "y"))
+    return params, x, y
+
+
+def train_mlp(params: dict, x, y, optimizer, steps: int) -> list[float]:
+    """The fixture scripts' loop: the 2-layer MLP's mean squared error, one optimizer step per iteration."""
     losses = []
-    for _ in range(RMSPROP["steps"]):
+    for _ in range(steps):
         pred = (x @ params["w1"] + params["b1"]).tanh() @ params["w2"] + params["b2"]
         loss = ((pred - y) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    np.testing.assert_allclose(losses, expected["losses"], rtol=1e-10, atol=0)
-    for name, final in expected["final"].items():
-        np.testing.assert_allclose(params[name].data, np.array(final), rtol=1e-10, atol=1e-14)
-    assert optimizer.state_dict()["state"][0]["step"] == RMSPROP["steps"]
+    return losses
+
+
+def assert_same_run(losses: list, params: dict, expected_losses: list, expected_final: dict) -> None:
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-10, atol=0)
+    for name, expected in expected_final.items():
+        np.testing.assert_allclose(params[name].data, np.array(expected), rtol=1e-10, atol=1e-14)
