@@ -74,9 +74,20 @@ def test_einsum_takes_a_list_of_operands_and_promotes_float32_to_float64():
     assert out.dtype == tt.float64 and out.shape == (2, 4)
 
 
-def test_einsum_refuses_the_gradient_of_a_diagonal_instead_of_guessing():
-    x = tt.ones(3, 3, dtype=tt.float64, requires_grad=True)
-    trace = tt.einsum("ii->", x)
-    assert trace.item() == 3.0
-    with pytest.raises(NotImplementedError, match="repeated subscript"):
-        trace.backward()
+@pytest.mark.parametrize("equation, shapes", [
+    ("ii->", [(3, 3)]), ("ii", [(3, 3)]), ("ii->i", [(3, 3)]), ("iij->j", [(2, 2, 4)]), ("iii->i", [(2, 2, 2)]),
+    ("ij,jj->i", [(2, 3), (3, 3)]), ("...ii->...i", [(2, 3, 3)]), ("jii,ki->jk", [(2, 3, 3), (4, 3)]),
+])
+def test_einsum_diagonals_and_traces_have_first_and_second_derivatives(equation, shapes):
+    rng = np.random.default_rng(0)
+    operands = [tt.tensor(rng.standard_normal(shape), requires_grad=True) for shape in shapes]
+    np.testing.assert_allclose(tt.einsum(equation, *operands).numpy(),
+                               np.einsum(equation, *(o.numpy() for o in operands)), rtol=1e-12)
+    assert tt.gradcheck(lambda *xs: tt.einsum(equation, *xs), operands)
+    assert tt.gradgradcheck(lambda *xs: tt.einsum(equation, *xs), operands)
+
+
+def test_the_gradient_of_a_trace_is_the_identity():
+    x = tt.tensor(np.arange(9.0).reshape(3, 3), requires_grad=True)
+    tt.einsum("ii->", x).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.eye(3))

@@ -47,6 +47,14 @@ def test_var_matches_numpy_and_finite_differences_for_each_correction(device, da
              lambda x: np.var(x, axis=axis, keepdims=keepdims, ddof=correction), x, device=device)
 
 
+def test_an_unbiased_variance_of_one_element_is_nan_and_so_is_its_gradient_as_in_pytorch():
+    x = tt.tensor([[2.0, 5.0]], dtype=tt.float64, requires_grad=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = x.var(0)                                 # one row: no degrees of freedom
+        variance.sum().backward()
+    assert np.isnan(variance.numpy()).all() and np.isnan(x.grad.numpy()).all()
+
+
 @pytest.mark.parametrize("largest", [True, False])
 def test_max_and_min_share_the_gradient_equally_between_tied_elements(largest):
     x = tt.tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]], dtype=tt.float64, requires_grad=True)

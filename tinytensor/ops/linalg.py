@@ -8,6 +8,7 @@ einsum too: each operand's gradient contracts the output gradient with the other
 from __future__ import annotations
 
 import functools
+import string
 
 from tinytensor.autograd import Function
 from tinytensor.ops._util import cast_tensor, operands, result_dtype
@@ -162,6 +163,8 @@ class Einsum(Function):
     The gradient of operand k is einsum(output, other operands -> inputs[k]): the output gradient contracted with
     everything k was multiplied by. A letter that only operand k has (summed away in the forward) cannot be made
     by that einsum, so a vector of ones with that letter joins it: its gradient is the same everywhere along it.
+    A letter repeated in operand k (a diagonal "ii->i", a trace "ii->") is renamed and tied back by an identity
+    matrix (`_distinct_letters`), so the gradient lands on the diagonal only.
     """
 
     def forward(self, *arrays, inputs=(), output=""):
@@ -173,17 +176,38 @@ class Einsum(Function):
         return tuple(self._operand_grad(grad, k) if needed else None for k, needed in enumerate(self.needs_input_grad))
 
     def _operand_grad(self, grad, k: int):
-        target = self.inputs[k]
+        target, deltas = _distinct_letters(target := self.inputs[k], self.saved[k].shape,
+                                           set("".join(self.inputs) + self.output))
         letters = target.replace("...", "")
-        if len(set(letters)) != len(letters):
-            raise NotImplementedError(f"einsum: no gradient for an operand with a repeated subscript ({target!r}: "
-                                      "a diagonal or a trace)")
         others = [(s, a) for i, (s, a) in enumerate(zip(self.inputs, self.saved)) if i != k]
-        present = set(self.output).union(*(s for s, _ in others))
+        eyes = [(pair, self.xp.eye(size, dtype=grad.dtype)) for pair, size in deltas]
+        present = set(self.output).union(*(s for s, _ in others + eyes))
         alone = [c for c in letters if c not in present]
         ones = [self.xp.ones(_letter_size(target, self.saved[k].shape, c), dtype=grad.dtype) for c in alone]
-        subscripts = [self.output, *(s for s, _ in others), *alone]
-        return self.xp.einsum(",".join(subscripts) + "->" + target, grad, *(a for _, a in others), *ones)
+        subscripts = [self.output, *(s for s, _ in others + eyes), *alone]
+        return self.xp.einsum(",".join(subscripts) + "->" + target, grad, *(a for _, a in others + eyes), *ones)
+
+
+def _distinct_letters(subscripts: str, shape: tuple, used: set) -> tuple[str, list]:
+    """An operand's subscripts with each repeat of a letter renamed to a fresh one ("ii" → "iA"), and the
+    identity matrices δ that tie each fresh letter to its original ([("iA", n)]): a diagonal or a trace reads only
+    where the repeated indices agree, so its gradient is the plain one times δ."""
+    fresh = (c for c in string.ascii_letters if c not in used)
+    seen, deltas, renamed = set(), [], []
+    for position, letter in enumerate(subscripts):
+        if letter.isalpha() and letter in seen:
+            new = next(fresh)
+            deltas.append((letter + new, shape[_axis_of(subscripts, position, len(shape))]))
+            letter = new
+        seen.add(letter)
+        renamed.append(letter)
+    return "".join(renamed), deltas
+
+
+def _axis_of(subscripts: str, position: int, ndim: int) -> int:
+    """The axis that the character at `position` of an operand's subscripts names (after '...': from the end)."""
+    head, ellipsis, tail = subscripts.partition("...")
+    return position if position < len(head) else ndim - (len(subscripts) - position)
 
 
 def _letter_size(subscripts: str, shape: tuple, letter: str) -> int:
@@ -206,6 +230,7 @@ def einsum(equation: str, *operands) -> Tensor:
     """torch.einsum(equation, *operands) (or a list of operands): any contraction NumPy's einsum does, with
     '...' for broadcast axes; operands of different float dtypes meet in the wider one."""
     tensors = list(operands[0]) if len(operands) == 1 and isinstance(operands[0], (list, tuple)) else list(operands)
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]  # arrays join as constants
     inputs_part, arrow, output = equation.replace(" ", "").partition("->")
     inputs = inputs_part.split(",")
     if len(inputs) != len(tensors):

@@ -104,7 +104,8 @@ class Var(Function):
         a = self.saved[0]
         centered = a - a.mean(axis=self.axes, keepdims=True)  # recomputed: differentiable under create_graph
         grad = _expand_back(grad, self.input_shape, self.axes, self.keepdims)
-        return grad * (2 / self.denominator) * centered
+        scale = 2 / self.denominator if self.denominator else float("nan")  # no degrees of freedom: NaN, as PyTorch
+        return grad * scale * centered
 
 
 class LogSumExp(Function):
