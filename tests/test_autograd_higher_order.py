@@ -466,3 +466,26 @@ def test_two_leaves_never_share_one_grad_tensor_under_create_graph():
     with tt.no_grad():
         a.grad.mul_(2.0)
     assert a.grad.tolist() == [2.0, 2.0] and b.grad.tolist() == [1.0, 1.0]
+
+
+# ---- on the device ---------------------------------------------------------------------------------------------------
+def test_hessian_vector_products_on_the_device_equal_the_cpu_ones(device):
+    """create_graph=True through matmul, tanh, layer norm, softmax, attention and cross-entropy on each backend."""
+    rng = np.random.default_rng(3)
+    data = {"x": rng.standard_normal((2, 4, 6)), "w": rng.standard_normal((6, 6)) * 0.5,
+            "v": rng.standard_normal((6, 6))}
+    targets = rng.integers(0, 6, (8,))
+
+    def hvp(where: str) -> np.ndarray:
+        x, v = (tensor(data[k], where, tt.float64) for k in ("x", "v"))
+        w = tensor(data["w"], where, tt.float64, requires_grad=True)
+        h = F.layer_norm((x @ w).tanh(), (6,))
+        h = F.scaled_dot_product_attention(h[:, None], h[:, None], h[:, None], is_causal=True)[:, 0]
+        loss = F.cross_entropy(F.softmax(h, -1).reshape(8, 6) * 3.0, tensor(targets, where))
+        g, = tt.autograd.grad(loss, w, create_graph=True)
+        (g * v).sum().backward()
+        return w.grad.numpy()
+
+    np.testing.assert_allclose(hvp(device), hvp("cpu"), rtol=1e-10, atol=1e-12)
+    w = tensor(data["w"][:3, :3], device, tt.float64, requires_grad=True)
+    assert tt.gradgradcheck(lambda w: F.gelu(w @ w).sum(-1), [w])
