@@ -1,8 +1,9 @@
-"""tinytensor's AdamW and RMSprop reproduce torch.optim's: the same losses, step by step, and the same final weights.
+"""tinytensor's AdamW, RMSprop and Adagrad reproduce torch.optim's: the same losses, step by step, and the same
+final weights.
 
-The numbers come from tests/fixtures/make_adamw_fixture.py and make_rmsprop_fixture.py (run once with torch; these
-tests do not need torch): a float64 2-layer MLP trained for 25 steps, with two parameter groups (weights decayed,
-biases not) for AdamW, and RMSprop's defaults and its momentum + centered + weight decay options.
+The numbers come from tests/fixtures/make_adamw_fixture.py and make_optimizers_fixture.py (run once with torch;
+these tests do not need torch): a float64 2-layer MLP trained for 25 steps, with two parameter groups (weights
+decayed, biases not) for AdamW, and each of RMSprop's and Adagrad's defaults and other options.
 """
 import json
 from pathlib import Path
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 import tinytensor as tt
-from tinytensor.optim import AdamW, RMSprop
+from tinytensor import optim
+from tinytensor.optim import AdamW
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "adamw_torch.json").read_text(encoding="utf-8"))
 
@@ -27,17 +29,17 @@ def test_adamw_reproduces_torch_losses_and_final_weights():
     assert_same_run(losses, params, FIXTURE["losses"], FIXTURE["final"])
 
 
-RMSPROP = json.loads((Path(__file__).parent / "fixtures" / "rmsprop_torch.json").read_text(encoding="utf-8"))
+OPTIMIZERS = json.loads((Path(__file__).parent / "fixtures" / "optimizers_torch.json").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("run", sorted(RMSPROP["runs"]))
-def test_rmsprop_reproduces_torch_losses_and_final_weights(run):
-    expected = RMSPROP["runs"][run]
-    params, x, y = fixture_problem(RMSPROP["init"], RMSPROP["data"])
-    optimizer = RMSprop(params.values(), **expected["options"])
-    losses = train_mlp(params, x, y, optimizer, RMSPROP["steps"])
+@pytest.mark.parametrize("run", sorted(OPTIMIZERS["runs"]))
+def test_rmsprop_and_adagrad_reproduce_torch_losses_and_final_weights(run):
+    expected = OPTIMIZERS["runs"][run]
+    params, x, y = fixture_problem(OPTIMIZERS["init"], OPTIMIZERS["data"])
+    optimizer = getattr(optim, run.split("/")[0])(params.values(), **expected["options"])
+    losses = train_mlp(params, x, y, optimizer, OPTIMIZERS["steps"])
     assert_same_run(losses, params, expected["losses"], expected["final"])
-    assert optimizer.state_dict()["state"][0]["step"] == RMSPROP["steps"]
+    assert optimizer.state_dict()["state"][0]["step"] == OPTIMIZERS["steps"]
 
 
 def fixture_problem(initial: dict, data: dict) -> tuple[dict, tt.Tensor, tt.Tensor]:

@@ -18,9 +18,10 @@ Optimizers update `param.data` in place from `param.grad.data`, on the parameter
 `state_dict()`/`load_state_dict()` use PyTorch's layout and `tinytensor.io.save_checkpoint` stores them.
 """
 from tinytensor.optim import lr_scheduler
+from tinytensor.optim.adagrad import Adagrad
 from tinytensor.optim.adam import Adam, AdamW
 from tinytensor.optim.optimizer import Optimizer
 from tinytensor.optim.rmsprop import RMSprop
 from tinytensor.optim.sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "lr_scheduler"]
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "RMSprop", "Optimizer", "lr_scheduler"]
