@@ -19,6 +19,7 @@ from strategies import (
     check_forward,
     check_op,
     grid_arrays,
+    index_arrays,
     op_settings,
     scaled_examples,
     shapes,
@@ -487,3 +488,21 @@ def test_new_modules_are_reachable_as_in_pytorch():
     assert out.shape == (5, 2, 3)
     np.testing.assert_allclose(out.numpy().sum(-1), 1.0, rtol=1e-12)
     check_forward(lambda x: nn.Flatten(0, 1)(x), lambda v: v.reshape(6, 4), np.zeros((2, 3, 4)))
+
+
+@op_settings
+@given(data=st.data())
+def test_take_along_dim_matches_numpy_take_along_axis_with_broadcasting_and_finite_differences(device, data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    dim = data.draw(st.integers(0, len(shape) - 1), label="dim")
+    index_shape = tuple(data.draw(st.sampled_from([1, n]), label=f"side {i}") if i != dim
+                        else data.draw(st.integers(1, 4), label="taken") for i, n in enumerate(shape))
+    ids = data.draw(index_arrays(index_shape, shape[dim]), label="ids")
+    x = data.draw(arrays(shape), label="x")
+    index = tensor(ids, device)
+    check_op(lambda x: tt.take_along_dim(x, index, dim),
+             lambda x: np.take_along_axis(x, np.broadcast_to(ids, [n if i == dim else max(n, m) for i, (n, m) in
+                                                                  enumerate(zip(ids.shape, x.shape))]), dim),
+             x, device=device)
+    flat_ids = ids.reshape(-1) % x.size
+    check_op(lambda x: x.take_along_dim(tensor(flat_ids, device)), lambda x: x.reshape(-1)[flat_ids], x, device=device)

@@ -641,6 +641,9 @@ class Tensor:
     def gather(self, dim, index):
         return ops.gather(self, dim, index)
 
+    def take_along_dim(self, indices, dim=None):
+        return ops.take_along_dim(self, indices, dim)
+
     def tril(self, diagonal=0):
         return ops.tril(self, diagonal)
 

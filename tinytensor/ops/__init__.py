@@ -23,7 +23,7 @@ from tinytensor.ops.losses import mse_loss
 from tinytensor.ops.shape import (argwhere, cat, chunk, contiguous, expand, flatten, flip, fliplr, flipud, gather,
                                   getitem, index_arrays, masked_select, moveaxis, movedim, narrow, nonzero, pad,
                                   permute, repeat, reshape, roll, select, split, squeeze, stack, swapaxes, swapdims,
-                                  transpose, tril, triu, unbind, unflatten, unsqueeze, view)
+                                  take_along_dim, transpose, tril, triu, unbind, unflatten, unsqueeze, view)
 from tinytensor.ops.sort import argsort, sort, topk
 from tinytensor.ops.rounding import floor_divide, fmod, remainder
 from tinytensor.ops.scatter import index_select, scatter, scatter_add

@@ -382,6 +382,25 @@ def gather(a: Tensor, dim: int, index) -> Tensor:
     return Gather.apply(a, index=index, axis=axis)
 
 
+def take_along_dim(input: Tensor, indices, dim: int | None = None) -> Tensor:  # noqa: A002 - PyTorch's name
+    """torch.take_along_dim: `input`'s values at `indices` along `dim` (NumPy's take_along_axis), the other axes
+    broadcast between the two; with dim=None, positions in the flattened input."""
+    indices = indices if isinstance(indices, Tensor) else Tensor(indices, device=input.device)
+    if dim is None:
+        return gather(input.reshape(-1), 0, indices.reshape(-1))
+    axis = dim_index("take_along_dim", dim, input.shape)
+    if indices.ndim != input.ndim:
+        raise ValueError(f"take_along_dim: indices {indices.shape} need as many dimensions as input {input.shape}")
+    try:
+        common = [n if i == axis else max(n, m) for i, (n, m) in enumerate(zip(input.shape, indices.shape))]
+        sized = [input.shape[i] if i == axis else n for i, n in enumerate(common)]
+        ids = [indices.shape[i] if i == axis else n for i, n in enumerate(common)]
+        return gather(expand(input, *sized), axis, expand(indices, *ids))
+    except ValueError:
+        raise ValueError(f"take_along_dim: input {input.shape} and indices {indices.shape} do not broadcast off "
+                         f"dim {dim}") from None
+
+
 class Triangle(Function):
     """Keep the lower (tril) or upper (triu) triangle of the last two axes, zeroing the rest."""
 
