@@ -1,12 +1,13 @@
 """Learning-rate schedules: the pure functions at key steps, and schedulers that drive an optimizer's groups."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tinytensor as tt
-from tinytensor.optim import SGD
+from tinytensor.optim import SGD, lr_scheduler
 from tinytensor.optim.lr_scheduler import ConstantLR, LambdaLR, NoamLR, WarmupCosineLR, constant, noam, warmup_cosine
 
 
@@ -115,3 +116,23 @@ def test_lambda_lr_state_dict_leaves_out_the_functions():
     scheduler = LambdaLR(two_group_optimizer(), [lambda s: 1.0, lambda s: 2.0])
     assert "lr_lambdas" not in scheduler.state_dict()
     json.dumps(scheduler.state_dict())
+
+
+TORCH_SCHEDULES = json.loads((Path(__file__).parent / "fixtures" / "lr_schedulers_torch.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_SCHEDULES["schedules"]))
+def test_pytorch_schedulers_set_torchs_learning_rates_step_by_step(name):
+    """StepLR, MultiStepLR, ExponentialLR, LinearLR, CosineAnnealingLR and ReduceLROnPlateau against the rates
+    torch.optim.lr_scheduler set (tests/fixtures/make_lr_scheduler_fixture.py), on two parameter groups."""
+    expected = TORCH_SCHEDULES["schedules"][name]
+    groups = [{"params": [tt.zeros(1, requires_grad=True)], "lr": lr} for lr in TORCH_SCHEDULES["group_lrs"]]
+    optimizer = tt.optim.SGD(groups, lr=0.1)
+    scheduler = getattr(lr_scheduler, name)(optimizer, **expected["options"])
+    lrs = []
+    for step in range(len(expected["lrs"])):
+        lrs.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step(TORCH_SCHEDULES["metrics"][step]) if name == "ReduceLROnPlateau" else scheduler.step()
+    np.testing.assert_allclose(lrs, expected["lrs"], rtol=1e-12, atol=1e-15)
+    assert scheduler.get_last_lr() == [group["lr"] for group in optimizer.param_groups]
