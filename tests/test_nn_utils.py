@@ -85,3 +85,36 @@ def test_clip_grad_norm_clips_a_real_models_gradients(device):
     assert total.device == device and total.item() > 0.5
     clipped = math.sqrt(sum(float((p.grad.numpy().astype(np.float64) ** 2).sum()) for p in model.parameters()))
     assert clipped == pytest.approx(0.5, rel=1e-5)
+
+
+def test_clip_grad_value_clamps_each_element_and_leaves_missing_gradients_alone():
+    a, b = tt.zeros(3, requires_grad=True), tt.zeros(2, requires_grad=True)
+    a.grad = tt.tensor([-5.0, 0.5, 7.0])
+    shared = a.grad.data
+    tt.nn.utils.clip_grad_value_([a, b], 1.0)
+    assert a.grad.tolist() == [-1.0, 0.5, 1.0] and b.grad is None and shared.tolist() == [-5.0, 0.5, 7.0]
+
+
+def test_parameters_to_vector_and_back():
+    model = tt.nn.Linear(3, 2)
+    vector = tt.nn.utils.parameters_to_vector(model.parameters())
+    assert vector.shape == (8,) and vector[:6].tolist() == model.weight.reshape(-1).tolist()
+    tt.nn.utils.vector_to_parameters(tt.arange(8).float(), model.parameters())
+    assert model.weight.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]] and model.bias.tolist() == [6.0, 7.0]
+    with pytest.raises(ValueError, match="the vector has 7 elements"):
+        tt.nn.utils.vector_to_parameters(tt.zeros(7), model.parameters())
+
+
+def test_pad_sequence_pads_right_or_left_batch_first_or_not_and_passes_gradients():
+    from tinytensor.nn.utils.rnn import pad_sequence
+
+    a = tt.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]], requires_grad=True)
+    b = tt.tensor([[4.0, 4.0]], requires_grad=True)
+    batch = pad_sequence([a, b], batch_first=True, padding_value=-1.0)
+    assert batch.tolist() == [[[1, 1], [2, 2], [3, 3]], [[4, 4], [-1, -1], [-1, -1]]]
+    assert pad_sequence([a, b]).shape == (3, 2, 2)
+    assert pad_sequence([a, b], batch_first=True, padding_side="left")[1].tolist() == [[0, 0], [0, 0], [4, 4]]
+    (batch * tt.arange(12).float().reshape(2, 3, 2)).sum().backward()
+    assert b.grad.tolist() == [[6.0, 7.0]] and a.grad.tolist() == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    with pytest.raises(ValueError, match="must agree after their first axis"):
+        pad_sequence([a, tt.zeros(2, 3)])

@@ -7,7 +7,7 @@ Files: module.py (Module, Parameter, ModuleList, ModuleDict, Sequential, Paramet
 Embedding, norms, Dropout, activations, Flatten, Unflatten, Identity, SwiGLU), conv.py (Conv1d, Conv2d, pooling,
 BatchNorm1d, BatchNorm2d), loss.py (CrossEntropyLoss, NLLLoss, MSELoss, L1Loss, SmoothL1Loss, HuberLoss, KLDivLoss,
 BCELoss, BCEWithLogitsLoss), attention.py (RotaryEmbedding, KVCache, MultiHeadAttention), init.py (weight
-initialisation), utils.py (clip_grad_norm_), functional.py (the stateless ops, F).
+initialisation), utils/ (clip_grad_norm_, rnn.pad_sequence), functional.py (the stateless ops, F).
 """
 from tinytensor.nn import functional, init, utils
 from tinytensor.nn.attention import KVCache, MultiHeadAttention, RotaryEmbedding, rotate_half
