@@ -766,6 +766,17 @@ def test_numpy_arrays_meet_tensors_as_pytorch_users_expect():
         np.exp(t)                                          # call torch.exp, or .numpy() first
 
 
+def test_numpy_and_plotting_read_cpu_tensors_and_refuse_device_ones(device):
+    t = torch.tensor([[1.0, -2.0], [3.0, 4.0]], device=device, requires_grad=True)
+    if device == "cpu":
+        assert np.asarray(t).tolist() == [[1.0, -2.0], [3.0, 4.0]] and np.asarray(t.abs() > 2).dtype == np.bool_
+        assert np.array(t, dtype=np.float64).dtype == np.float64 and np.array(t, copy=True) is not t.data
+    else:
+        with pytest.raises(TypeError, match="call .cpu"):
+            np.asarray(t)                                  # an implicit device-to-host copy would hide a transfer
+    assert np.asarray(t.cpu()).shape == (2, 2)
+
+
 # ---- "Learning PyTorch with Examples" (the official tutorial's polynomial fits) -----------------------------------
 class LegendrePolynomial3(torch.autograd.Function):
     """The tutorial's custom autograd Function: P3(x) = ½(5x³ − 3x), P3'(x) = 3/2·(5x² − 1)."""

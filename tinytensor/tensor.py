@@ -154,6 +154,16 @@ class Tensor:
         """A host NumPy array (a copy when the tensor lives on the GPU). Cannot be used while tracking grad."""
         return backend.to_numpy(self.data)
 
+    def __array__(self, dtype=None, copy=None):
+        """NumPy's view of a CPU tensor, for `np.asarray(t)` and libraries that call it (matplotlib's `plt.plot(t)`,
+        `plt.imshow(h.abs() > 0.99)`). A GPU tensor is refused: an implicit copy to the host would hide a transfer,
+        so call `.cpu()` or `.numpy()` first."""
+        if self.device != "cpu":
+            raise TypeError(f"a {self.device} tensor does not convert to a NumPy array implicitly; call .cpu() or "
+                            ".numpy() first")
+        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array.copy() if copy else array
+
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
