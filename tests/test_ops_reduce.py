@@ -160,3 +160,16 @@ def test_cumsum_matches_numpy_and_finite_differences(device, data):
 def test_cumsum_of_integers_and_bools_counts_in_int64():
     mask = tt.tensor([True, False, True, True])
     assert mask.cumsum(0).tolist() == [1, 1, 2, 3] and mask.cumsum(0).dtype == tt.int64
+
+
+def test_histogram_and_histc_count_as_numpy_and_pytorch(device):
+    values = np.array([0.1, 0.4, 0.4, 0.9, -0.3, 2.5])
+    x = tensor(values, device, tt.float64)
+    hist, edges = tt.histogram(x, bins=4, range=(0.0, 1.0))
+    expected, expected_edges = np.histogram(values, bins=4, range=(0.0, 1.0))
+    assert hist.numpy().tolist() == expected.tolist() and edges.numpy().tolist() == expected_edges.tolist()
+    density = tt.histogram(x, bins=5, density=True)
+    assert np.isclose((density.hist.numpy() * np.diff(density.bin_edges.numpy())).sum(), 1.0)
+    assert tt.histc(tensor(np.array([1.0, 2.0, 1.0]), device), bins=4, min=0, max=3).numpy().tolist() == [0, 2, 1, 0]
+    with pytest.raises(TypeError, match="histogram: expects a floating tensor"):
+        tt.histogram(tt.tensor([1, 2]))

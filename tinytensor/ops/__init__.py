@@ -15,8 +15,8 @@ from tinytensor.ops.conv import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_p
                                  max_pool1d, max_pool2d)
 from tinytensor.ops.attention import packed_self_attention, scaled_dot_product_attention
 from tinytensor.ops.linalg import addmm, baddbmm, bmm, dot, einsum, linear, matmul, mm, mv, outer
-from tinytensor.ops.reduce import (ValuesIndices, all, amax, amin, any, argmax, argmin, cumsum, logsumexp, max, mean,
-                                   min, norm, prod, std, sum, var)
+from tinytensor.ops.reduce import (HistogramBins, ValuesIndices, all, amax, amin, any, argmax, argmin, cumsum, histc,
+                                   histogram, logsumexp, max, mean, min, norm, prod, std, sum, var)
 from tinytensor.ops.nn import (cosine_similarity, cross_entropy, dropout, embedding, layer_norm, log_softmax, nll_loss,
                                rms_norm, softmax)
 from tinytensor.ops.losses import mse_loss

@@ -24,6 +24,13 @@ class ValuesIndices(NamedTuple):
     indices: Tensor
 
 
+class HistogramBins(NamedTuple):
+    """What `histogram` returns, as PyTorch's: the counts (or densities) and the bin edges."""
+
+    hist: Tensor
+    bin_edges: Tensor
+
+
 def _normalize_axes(axis, ndim: int) -> tuple:
     """All axes for None, else a sorted tuple of non-negative axes."""
     if axis is None:
@@ -308,3 +315,23 @@ def cumsum(a: Tensor, dim: int, *, dtype=None) -> Tensor:
     if dtype is None and not backend.is_floating(a.dtype):
         dtype = backend.int64
     return CumSum.apply(a if dtype is None else cast(a, dtype), axis=_normalize_axes(dim, a.ndim)[0])
+
+
+def histogram(input: Tensor, bins: int = 100, *, range: tuple | None = None, weight: Tensor | None = None,  # noqa: A002
+              density: bool = False) -> HistogramBins:
+    """torch.histogram of a float tensor's values: `bins` equal bins over `range` (default: min to max), counts
+    or `density`; no gradient (makemore plots activations with it)."""
+    if not backend.is_floating(input.dtype):
+        raise TypeError(f"histogram: expects a floating tensor, got dtype {input.dtype}")
+    counts, edges = input.xp.histogram(input.data.reshape(-1), bins=int(bins), range=range,
+                                       weights=None if weight is None else weight.data.reshape(-1), density=density)
+    return HistogramBins(Tensor._wrap(counts.astype(input.dtype)), Tensor._wrap(edges.astype(input.dtype)))
+
+
+def histc(input: Tensor, bins: int = 100, min: float = 0, max: float = 0) -> Tensor:  # noqa: A002
+    """torch.histc: counts in `bins` equal bins over [min, max] (both 0: the data's own range); values outside
+    are ignored."""
+    low, high = (float(min), float(max)) if (min, max) != (0, 0) else (None, None)
+    if low is None and input.numel():
+        low, high = float(input.data.min()), float(input.data.max())
+    return histogram(input, bins, range=(low, high) if low is not None else None).hist
