@@ -8,8 +8,8 @@
 Layers, bottom to top: backend (numpy | cupy), autograd (Function, graph walk), tensor (Tensor), ops (forward and
 backward side by side), nn, optim, gradcheck, io.
 
-`import tinytensor as torch` is meant to work for everyday PyTorch programs: `nn`, `optim`, `autograd` and `cuda`
-are reachable after one import, and PyTorch's dtype names (`long`, `float`, `double`, …) are here.
+`import tinytensor as torch` is meant to work for everyday PyTorch programs: `nn`, `optim`, `autograd`, `linalg`
+and `cuda` are reachable after one import, and PyTorch's dtype names (`long`, `float`, `double`, …) are here.
 docs/pytorch.md lists what carries over and what differs.
 """
 import os
@@ -29,7 +29,7 @@ from tinytensor.backend import (Generator, bfloat16, bool_, cuda_is_available, d
 from tinytensor.ops import *  # noqa: E402,F403 - the op functions are the top-level API, as in torch
 from tinytensor.tensor import Tensor  # noqa: E402
 from tinytensor.gradcheck import gradcheck, gradgradcheck  # noqa: E402,I001 - gradcheck builds on the ops above
-from tinytensor import nn, optim, utils  # noqa: E402,I001 - `import torch` reaches torch.nn, .optim, .utils too
+from tinytensor import linalg, nn, optim, utils  # noqa: E402,I001 - `import torch` reaches torch.nn, .linalg, ...
 from tinytensor.serialization import load, save  # noqa: E402
 
 finfo, iinfo = backend.numpy.finfo, backend.numpy.iinfo  # .eps, .min, .max, .tiny of a dtype, as torch.finfo

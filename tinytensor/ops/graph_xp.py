@@ -40,6 +40,13 @@ class GraphXp:
     tril = staticmethod(shape.tril)
     triu = staticmethod(shape.triu)
 
+    @property
+    def linalg(self):
+        """`tinytensor.linalg` (inv, solve, det, ...): the backwards of linear-algebra ops call xp.linalg.*."""
+        from tinytensor import linalg
+
+        return linalg
+
     def sign(self, a: Tensor):
         """A constant: the derivative of sign is zero wherever it exists."""
         return self.array_module.sign(a.data)
