@@ -399,3 +399,45 @@ def test_a_hook_on_a_leaf_sees_the_total_gradient_once_before_it_is_accumulated(
 def test_a_hook_on_a_tensor_that_does_not_require_grad_is_refused():
     with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that does not require grad"):
         tt.ones(2).register_hook(print)
+
+
+def test_gradients_of_many_slices_of_one_tensor_add_up_where_they_land():
+    """Slices send back only their part (SliceGrad) and accumulate in one buffer: overlapping slices, steps of a
+    recurrence, a hooked leaf, a retained node gradient and the caller's own gradient array all stay right."""
+    rng = np.random.default_rng(0)
+    x = tt.tensor(rng.standard_normal((6, 3)), requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(g.numpy().copy()))
+    h = x * 2.0
+    h.retain_grad()
+    state = tt.zeros(3, dtype=tt.float64)
+    for t in range(6):                                   # a recurrence reading one row per step
+        state = (state + h[t]).tanh()
+    total = state.sum() + (h[0:4] * h[2:6]).sum() + h[1, 1:].sum() + h[::-2].sum()
+    total.backward()
+    reference = tt.tensor(x.numpy(), requires_grad=True)
+    expected, = tt.autograd.grad(_slices_total(reference), reference)
+    np.testing.assert_allclose(x.grad.numpy(), expected.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(seen[0], x.grad.numpy(), rtol=0)
+    np.testing.assert_allclose(h.grad.numpy() * 2.0, x.grad.numpy(), rtol=1e-12)
+    shifted = h.detach().requires_grad_() + 1.0              # a gradient passed on as it came (Add's backward) …
+    shifted.retain_grad()
+    (shifted.sum() + shifted[0].sum()).backward()           # … must not take the slice added in place
+    assert shifted.grad.tolist() == [[2.0] * 3] + [[1.0] * 3] * 5
+    piece = x[1:3]
+    caller = np.ones((2, 3))
+    piece.backward(caller)
+    assert caller.tolist() == [[1.0] * 3] * 2
+    assert tt.gradcheck(_slices_total, [tt.tensor(rng.standard_normal((6, 3)), requires_grad=True)])
+
+
+def _slices_total(x):
+    """The same function as above, written with full-size masks instead of slices of a product."""
+    h = x * 2.0
+    state = tt.zeros(3, dtype=tt.float64)
+    for t in range(6):
+        state = (state + h.index_select(0, tt.tensor([t]))[0]).tanh()
+    rows = tt.arange(6)
+    first, last = h.index_select(0, rows[0:4]), h.index_select(0, rows[2:6])
+    return state.sum() + (first * last).sum() + h[1].index_select(0, tt.tensor([1, 2])).sum() + \
+        h.index_select(0, tt.tensor([5, 3, 1])).sum()

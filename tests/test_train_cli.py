@@ -123,6 +123,15 @@ def test_a_value_outside_a_flags_domain_is_one_line_naming_the_flag_and_writes_n
     assert snapshot(finished_run) == before
 
 
+@pytest.mark.parametrize("flag", ["--tie-word-embeddings", "--lr", "--n-layer"])
+def test_a_double_dash_given_as_a_flags_value_is_refused_naming_the_flag(finished_run, flag):
+    """Python 3.11's argparse would read `--flag=--` as a bare `--flag` (True for a bool)."""
+    before = snapshot(finished_run)
+    status, error = call(lm.main, ["--out", str(finished_run), f"{flag}=--"])
+    assert status == 2 and error == f"error: argument {flag}: '--' is not a value (see --help)\n"
+    assert snapshot(finished_run) == before
+
+
 def test_every_flag_of_every_command_has_a_domain_and_help_shows_it():
     for task in TASKS:
         for model in task.models:

@@ -539,6 +539,48 @@ def _accumulate_leaf(leaf, grad, handed_out: set) -> None:
         leaf.grad.data = leaf.grad.data + grad
 
 
+class SliceGrad:
+    """A gradient that is zero except at a basic index (ints, slices, None, Ellipsis), where it is `values`: what
+    reading part of a tensor sends back (`ops.shape.GetItem`). `_propagate` adds it into one buffer where it lands
+    instead of building a zero array the size of the whole tensor for every slice, so the T steps of a recurrent
+    layer reading x[t] (or the pieces of a split) cost their own size in backward, not T times the tensor's."""
+
+    __slots__ = ("values", "index", "shape")
+
+    def __init__(self, values, index, shape: tuple) -> None:
+        self.values, self.index, self.shape = values, index, shape
+
+    def dense(self):
+        out = backend.array_module(self.values).zeros(self.shape, dtype=self.values.dtype)
+        out[self.index] = self.values
+        return out
+
+
+def _add_grads(existing, new, owned: set):
+    """existing + new for two gradients bound for the same place (`existing` None: just `new`). Dense arrays add
+    into a new array, as always; a SliceGrad is added in place into an array this walk made itself (its id is in
+    `owned`), copying first an array that came from elsewhere."""
+    if existing is None:
+        return new
+    if isinstance(existing, SliceGrad):
+        existing, new = new, existing
+    if isinstance(existing, SliceGrad):
+        existing = existing.dense()
+    elif not isinstance(new, SliceGrad):
+        total = existing + new
+        owned.add(id(total))
+        return total
+    elif id(existing) not in owned:
+        existing = existing.copy()
+    owned.add(id(existing))
+    existing[new.index] += new.values
+    return existing
+
+
+def _dense(grad):
+    return grad.dense() if isinstance(grad, SliceGrad) else grad
+
+
 def _propagate(roots: list, retain_graph: bool, create_graph: bool, targets: list | None = None) -> dict | None:
     """The graph walk. `roots` pairs tensors with their gradients (arrays, or Tensors under create_graph).
 
@@ -548,21 +590,22 @@ def _propagate(roots: list, retain_graph: bool, create_graph: bool, targets: lis
     """
     handed_out = {id(grad) for _, grad in roots}  # the caller's gradient arrays are never adopted as a .grad
     pending: dict[int, object] = {}
-    hooked_leaves: dict[int, list] = {}  # leaves with hooks (and targets) get their total gradient at the end
+    owned: set[int] = set()  # ids of gradient arrays this walk made and still holds: SliceGrads add into them
+    leaf_totals: dict[int, list] = {}  # leaves with hooks or targets, or reached by slices: summed, given at the end
     captured = None if targets is None else {id(t._node if t._node is not None else t): None for t in targets}
 
     def send(step, grad) -> None:
         if isinstance(step, Function):
-            key = id(step)
-            pending[key] = pending[key] + grad if key in pending else grad
+            pending[id(step)] = _add_grads(pending.get(id(step)), grad, owned)
         else:
             send_to_leaf(step, grad)
 
     def send_to_leaf(leaf, grad) -> None:
-        if captured is not None or getattr(leaf, "_hooks", None):
-            if captured is None or id(leaf) in captured:
-                total = hooked_leaves.setdefault(id(leaf), [leaf, None])
-                total[1] = grad if total[1] is None else total[1] + grad
+        if captured is not None and id(leaf) not in captured:
+            return
+        if captured is not None or getattr(leaf, "_hooks", None) or isinstance(grad, SliceGrad):
+            total = leaf_totals.setdefault(id(leaf), [leaf, None])
+            total[1] = _add_grads(total[1], grad, owned)
         else:
             _accumulate_leaf(leaf, grad, handed_out)
 
@@ -576,7 +619,9 @@ def _propagate(roots: list, retain_graph: bool, create_graph: bool, targets: lis
     for node in order:
         if id(node) not in pending:  # only roots of other branches of a multi-output grad(...)
             continue
-        node_grad = _run_hooks(node._hooks, pending.pop(id(node)))
+        node_grad = _dense(pending.pop(id(node)))
+        owned.discard(id(node_grad))  # from here on others may hold it: never written into again
+        node_grad = _run_hooks(node._hooks, node_grad)
         if captured is None:
             _set_retained_grad(node, node_grad, handed_out)
         else:
@@ -591,15 +636,17 @@ def _propagate(roots: list, retain_graph: bool, create_graph: bool, targets: lis
             if create_graph and not hasattr(input_grad, "_node"):  # a constant array from a Tensor backward
                 input_grad = _graph_tensor(input_grad, None)
             if _anomaly_mode:
-                _check_finite(input_grad.data if create_graph else input_grad, f"backward of {type(node).__name__}")
-            input_grad = sum_to(input_grad, shape)
+                _check_finite(input_grad.data if create_graph else _dense(input_grad),
+                              f"backward of {type(node).__name__}")
+            if not isinstance(input_grad, SliceGrad):
+                input_grad = sum_to(input_grad, shape)
             if isinstance(step, Function):  # `send`, inlined: this loop is the hot path of every backward
                 key = id(step)
-                pending[key] = pending[key] + input_grad if key in pending else input_grad
+                pending[key] = _add_grads(pending[key], input_grad, owned) if key in pending else input_grad
             else:
                 send_to_leaf(step, input_grad)
-    for leaf, total in hooked_leaves.values():
-        total = _run_hooks(getattr(leaf, "_hooks", ()) or (), total)
+    for leaf, total in leaf_totals.values():
+        total = _run_hooks(getattr(leaf, "_hooks", ()) or (), _dense(total))
         if captured is None:
             _accumulate_leaf(leaf, total, handed_out)
         else:

@@ -383,6 +383,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
     def __init__(self, **kwargs):
         super().__init__(allow_abbrev=False, **kwargs)
 
+    def parse_known_args(self, args=None, namespace=None):
+        """Refuse `--flag=--`: Python 3.11's argparse drops that '--' and reads a bare `--flag` (True for a bool)."""
+        for arg in sys.argv[1:] if args is None else args:
+            name, equals, value = str(arg).partition("=")
+            if equals and name.startswith("--") and value == "--":
+                self.error(f"argument {name}: '--' is not a value")
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         self.exit(2, f"error: {message} (see --help)\n")
 

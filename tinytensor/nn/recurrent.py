@@ -16,8 +16,8 @@ The equations (Hochreiter & Schmidhuber 1997; Cho et al. 2014, in PyTorch's vari
   GRU   r, z = σ(W_i{r,z} x + b_i{r,z} + W_h{r,z} h + b_h{r,z});  n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
         h' = (1 − z) ⊙ n + z ⊙ h
 
-Cost to know: each step reads its slice of the projected inputs, and the backward of a slice is a full-size
-array, so the backward adds T arrays of [T, B, G·H] (quadratic in T); fine for teaching-size sequences.
+Each step reads its slice of the projected inputs; the engine adds each slice's gradient into one buffer where it
+lands (`autograd.SliceGrad`), so the backward costs O(T), not T full-size arrays.
 """
 from __future__ import annotations
 

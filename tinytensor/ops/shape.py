@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 
 from tinytensor import backend
-from tinytensor.autograd import Function
+from tinytensor.autograd import Function, SliceGrad
 from tinytensor.ops._util import check_broadcastable, dim_index, shape_arg
 from tinytensor.ops.scatter import as_index_array, check_along_axis_shapes, check_index_range
 from tinytensor.tensor import Tensor
@@ -250,6 +250,8 @@ class GetItem(Function):
         return self.xp.asarray(a[index])  # NumPy gives a scalar, not a 0-d array, when every axis is indexed
 
     def backward(self, grad):
+        if not isinstance(grad, Tensor) and not _index_arrays_in(self.index):  # ints and slices: each position once
+            return SliceGrad(grad, self.index, self.input_shape)
         return scatter_add(self.xp, grad, self.index, self.input_shape)
 
 
