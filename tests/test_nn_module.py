@@ -328,3 +328,32 @@ def test_sequential_applies_its_modules_in_order_and_names_them_by_index():
     np.testing.assert_array_equal(model(x).numpy(), second(tt.relu(first(x))).numpy())
     assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert model[2] is second and len(model) == 3
+
+
+def test_forward_hooks_record_and_replace_and_pre_hooks_replace_the_arguments():
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    seen = []
+    record = model[1].register_forward_hook(lambda module, args, output: seen.append((module, output.shape)))
+    x = tt.ones(4, 2)
+    plain = model(x)
+    assert seen == [(model[1], (4, 3))]
+    scale = model[2].register_forward_hook(lambda module, args, output: output * 10.0)
+    shift = model[0].register_forward_pre_hook(lambda module, args: args[0] + 1.0)  # one value: the new argument
+    by_hand = model[2].forward(model[1].forward(model[0].forward(x + 1.0))) * 10.0  # .forward: no hooks
+    np.testing.assert_allclose(model(x).numpy(), by_hand.numpy(), rtol=1e-6)
+    for handle in (record, scale, shift):
+        handle.remove()
+    seen.clear()
+    np.testing.assert_array_equal(model(x).numpy(), plain.numpy())
+    assert seen == []
+
+
+def test_get_submodule_parameter_and_buffer_by_dotted_path():
+    model = nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3))
+    model[1].register_buffer("scale", tt.ones(3))
+    assert model.get_submodule("1") is model[1] and model.get_submodule("") is model
+    assert model.get_parameter("0.weight") is model[0].weight and model.get_buffer("1.scale").shape == (3,)
+    with pytest.raises(AttributeError, match="has no submodule '5'"):
+        model.get_submodule("5.weight")
+    with pytest.raises(AttributeError, match="has no parameter 'scale'"):
+        model.get_parameter("1.scale")

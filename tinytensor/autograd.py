@@ -426,10 +426,13 @@ def _check_saved_unmodified(fn: Function) -> None:
 
 # ---- gradient hooks ----------------------------------------------------------------------------------------------
 class RemovableHandle:
-    """What `Tensor.register_hook` returns: `.remove()` unregisters the hook."""
+    """What `Tensor.register_hook` and the Module hooks return: `.remove()` unregisters the hook. With
+    `appended=True` the hook is added to `hooks` here (for callers that only hold the list)."""
 
-    def __init__(self, hooks: list, hook) -> None:
+    def __init__(self, hooks: list, hook, appended: bool = False) -> None:
         self._hooks, self._hook = hooks, hook
+        if appended:
+            hooks.append(hook)
 
     def remove(self) -> None:
         if self._hook in self._hooks:

@@ -19,6 +19,7 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, M
 from typing import Any, NamedTuple
 
 from tinytensor import backend
+from tinytensor.autograd import RemovableHandle
 from tinytensor.tensor import Tensor
 
 
@@ -60,7 +61,27 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        """forward, between the hooks registered with `register_forward_pre_hook` and `register_forward_hook`."""
+        pre_hooks, hooks = self.__dict__.get("_forward_pre_hooks"), self.__dict__.get("_forward_hooks")
+        for hook in list(pre_hooks or ()):
+            changed = hook(self, args)
+            if changed is not None:
+                args = changed if isinstance(changed, tuple) else (changed,)
+        output = self.forward(*args, **kwargs)
+        for hook in list(hooks or ()):
+            changed = hook(self, args, output)
+            if changed is not None:
+                output = changed
+        return output
+
+    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """Call `hook(module, args)` before each forward; a non-None result replaces the positional arguments."""
+        return RemovableHandle(self.__dict__.setdefault("_forward_pre_hooks", []), hook, appended=True)
+
+    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
+        """Call `hook(module, args, output)` after each forward (to record activations, as the tutorials do); a
+        non-None result replaces the output."""
+        return RemovableHandle(self.__dict__.setdefault("_forward_hooks", []), hook, appended=True)
 
     # ---- registration ----------------------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -131,6 +152,10 @@ class Module:
         if not persistent:
             self._non_persistent_buffers.add(name)
 
+    def register_module(self, name: str, module: Module | None) -> None:
+        """`add_module` under PyTorch's newer name."""
+        self.add_module(name, module)
+
     def add_module(self, name: str, module: Module | None) -> None:
         """Register a sub-Module under `name` (what attribute assignment does)."""
         if module is not None and not isinstance(module, Module):
@@ -156,6 +181,30 @@ class Module:
     def modules(self) -> Iterator[Module]:
         for _, module in self.named_modules():
             yield module
+
+    def get_submodule(self, target: str) -> Module:
+        """The sub-module at a dotted path ("transformer.h.0.attn"; "" is this module); AttributeError names the
+        first missing part."""
+        module = self
+        for part in target.split(".") if target else ():
+            child = module._modules.get(part)
+            if child is None:
+                raise AttributeError(f"{type(module).__name__} has no submodule {part!r} (looking up {target!r})")
+            module = child
+        return module
+
+    def get_parameter(self, target: str) -> Parameter:
+        return self._get_member(target, "_parameters", "parameter")
+
+    def get_buffer(self, target: str) -> Tensor:
+        return self._get_member(target, "_buffers", "buffer")
+
+    def _get_member(self, target: str, registry: str, kind: str):
+        path, _, name = target.rpartition(".")
+        owner = self.get_submodule(path)
+        if name not in getattr(owner, registry):
+            raise AttributeError(f"{type(owner).__name__} has no {kind} {name!r} (looking up {target!r})")
+        return getattr(owner, registry)[name]
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
         """Direct sub-modules, in registration order."""
