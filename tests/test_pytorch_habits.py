@@ -1110,3 +1110,14 @@ def test_grad_mode_dtype_and_device_switches_of_training_scripts():
     with pytest.raises(ValueError, match="one GPU per process"):
         torch.cuda.set_device(1)
     torch.cuda.empty_cache()                               # nothing to free without a GPU, as in PyTorch
+
+
+def test_a_generator_draws_on_its_own_device_and_refuses_another(device):
+    first = torch.randn(3, generator=torch.Generator(device).manual_seed(1), device=device)
+    again = torch.randn(3, generator=torch.Generator(device).manual_seed(1), device=device)
+    assert first.device == device and first.tolist() == again.tolist()
+    other = "cpu" if device != "cpu" else None
+    if other is not None:
+        with pytest.raises(ValueError, match=f"a generator on cpu cannot draw a tensor on {device}"):
+            torch.randn(3, generator=torch.Generator("cpu"), device=device)
+    assert torch.multinomial(torch.ones(4, device=device), 2, generator=torch.Generator(device)).device == device
