@@ -506,3 +506,37 @@ def test_take_along_dim_matches_numpy_take_along_axis_with_broadcasting_and_fini
              x, device=device)
     flat_ids = ids.reshape(-1) % x.size
     check_op(lambda x: x.take_along_dim(tensor(flat_ids, device)), lambda x: x.reshape(-1)[flat_ids], x, device=device)
+
+
+@op_settings
+@given(data=st.data())
+def test_diagonal_diag_and_trace_match_numpy_and_finite_differences(device, data):
+    shape = data.draw(shapes(min_dims=2, max_dims=3), label="shape")
+    dim1, dim2 = data.draw(st.permutations(range(len(shape))), label="dims")[:2]
+    offset = data.draw(st.integers(-3, 3), label="offset")
+    x = data.draw(arrays(shape), label="x")
+    check_op(lambda x: tt.diagonal(x, offset, dim1, dim2), lambda x: np.diagonal(x, offset, dim1, dim2), x,
+             device=device)
+    v = data.draw(arrays((shape[0],)), label="v")
+    check_op(lambda v: tt.diag(v, offset), lambda v: np.diag(v, offset), v, device=device)
+    matrix = x.reshape(shape[0], -1)
+    check_op(lambda m: m.diag(offset).sum() + m.trace(), lambda m: np.diag(m, offset).sum() + np.trace(m), matrix,
+             device=device)
+
+
+def test_meshgrid_in_both_indexings_and_the_creation_helpers(device):
+    xs, ys = tt.arange(3, device=device).float(), tt.arange(2, device=device).float()
+    for indexing in ("ij", "xy"):
+        grids = tt.meshgrid(xs, ys, indexing=indexing)
+        expected = np.meshgrid(np.arange(3.0), np.arange(2.0), indexing=indexing)
+        assert [g.numpy().tolist() for g in grids] == [e.tolist() for e in expected]
+    assert tt.eye(3, device=device).numpy().tolist() == np.eye(3).tolist() and tt.eye(2, 3).shape == (2, 3)
+    like = tt.zeros(2, 3, dtype=tt.float64, device=device)
+    for made in (tt.rand_like(like), tt.randn_like(like), tt.empty_like(like)):
+        assert made.shape == (2, 3) and made.dtype == tt.float64 and made.device == device
+    ints = tt.randint_like(tt.zeros(50, dtype=tt.long, device=device), 3, 5)
+    assert set(ints.numpy().tolist()) <= {3, 4} and ints.dtype == tt.long
+    array = np.arange(3.0)
+    shared = tt.as_tensor(array)
+    shared.data[0] = 7.0
+    assert array[0] == 7.0 and tt.as_tensor(like) is like and tt.as_tensor([1, 2]).dtype == tt.long

@@ -173,3 +173,23 @@ def test_histogram_and_histc_count_as_numpy_and_pytorch(device):
     assert tt.histc(tensor(np.array([1.0, 2.0, 1.0]), device), bins=4, min=0, max=3).numpy().tolist() == [0, 2, 1, 0]
     with pytest.raises(TypeError, match="histogram: expects a floating tensor"):
         tt.histogram(tt.tensor([1, 2]))
+
+
+def test_unique_bincount_count_nonzero_var_mean_and_clip(device):
+    ids = tensor(np.array([3, 1, 3, 2, 3]), device)
+    values, inverse, counts = tt.unique(ids, return_inverse=True, return_counts=True)
+    assert values.numpy().tolist() == [1, 2, 3] and counts.numpy().tolist() == [1, 1, 3]
+    assert values.numpy()[inverse.numpy()].tolist() == [3, 1, 3, 2, 3] and ids.unique().numpy().tolist() == [1, 2, 3]
+    assert tt.bincount(ids, minlength=6).numpy().tolist() == [0, 1, 1, 3, 0, 0]
+    weighted = tt.bincount(ids, weights=tensor(np.array([0.5, 1.0, 0.5, 2.0, 1.0]), device))
+    assert weighted.numpy().tolist() == [0.0, 1.0, 2.0, 2.0]
+    x = tensor(np.array([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]]), device, tt.float64, requires_grad=True)
+    assert tt.count_nonzero(x).item() == 3 and x.count_nonzero(1).numpy().tolist() == [1, 2]
+    variance, mean = tt.var_mean(x, 1)
+    np.testing.assert_allclose(variance.numpy(), np.var(x.detach().numpy(), 1, ddof=1))
+    np.testing.assert_allclose(mean.numpy(), x.detach().numpy().mean(1))
+    std, _ = tt.std_mean(x, 1, correction=0, keepdim=True)
+    np.testing.assert_allclose(std.numpy(), np.std(x.detach().numpy(), 1, keepdims=True))
+    assert tt.clip(x, -0.5, 1.0).numpy().tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, -0.5]] and x.clip(max=0).max() == 0
+    with pytest.raises(ValueError, match="bincount: expects a 1-D tensor of non-negative integers"):
+        tt.bincount(x)

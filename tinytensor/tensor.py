@@ -654,6 +654,27 @@ class Tensor:
     def take_along_dim(self, indices, dim=None):
         return ops.take_along_dim(self, indices, dim)
 
+    def clip(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+        return ops.clamp(self, min, max)
+
+    def diagonal(self, offset=0, dim1=0, dim2=1):
+        return ops.diagonal(self, offset, dim1, dim2)
+
+    def diag(self, diagonal=0):
+        return ops.diag(self, diagonal)
+
+    def trace(self):
+        return ops.trace(self)
+
+    def count_nonzero(self, dim=None):
+        return ops.count_nonzero(self, dim)
+
+    def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
+        return ops.unique(self, sorted, return_inverse, return_counts, dim)
+
+    def bincount(self, weights=None, minlength=0):
+        return ops.bincount(self, weights, minlength)
+
     def tril(self, diagonal=0):
         return ops.tril(self, diagonal)
 

@@ -47,6 +47,40 @@ def full_like(t: Tensor, fill_value, dtype=None, requires_grad: bool = False) ->
     return _filled(fill_value, t.shape, dtype or t.dtype, t.device, requires_grad)
 
 
+def empty_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return empty(*t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, dtype=None, requires_grad: bool = False, generator=None) -> Tensor:
+    return rand(*t.shape, generator=generator, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def randn_like(t: Tensor, dtype=None, requires_grad: bool = False, generator=None) -> Tensor:
+    return randn(*t.shape, generator=generator, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def randint_like(t: Tensor, low: int = 0, high=None, *, dtype=None, generator=None) -> Tensor:
+    """Integers in [low, high) (randint_like(t, high) or randint_like(t, low, high)) in t's shape, dtype, device."""
+    low, high = (0, low) if high is None else (low, high)
+    return randint(low, high, t.shape, generator=generator, dtype=dtype or t.dtype, device=t.device)
+
+
+def eye(n: int, m: int | None = None, *, dtype=None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    """The n×m identity (m = n by default), float32 unless `dtype`."""
+    dtype = backend.DEFAULT_FLOAT if dtype is None else backend.as_dtype(dtype)
+    return Tensor(backend.module_for(device).eye(int(n), None if m is None else int(m), dtype=dtype),
+                  requires_grad=requires_grad)
+
+
+def as_tensor(data, dtype=None, device: str | None = None) -> Tensor:
+    """torch.as_tensor: a tensor sharing `data`'s memory when it already is an array of the asked dtype and device
+    (a Tensor itself is returned as it is then), else a converted copy."""
+    if isinstance(data, Tensor) and (dtype is None or backend.as_dtype(dtype) == data.dtype) and \
+            (device is None or backend.normalize_device(device) == data.device):
+        return data
+    return Tensor(data, dtype=dtype, device=device)
+
+
 def arange(start, end=None, step=1, dtype=None, device: str = "cpu") -> Tensor:
     """Like torch.arange: int64 for integer arguments, float32 otherwise."""
     if end is None:

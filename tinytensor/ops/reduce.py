@@ -335,3 +335,42 @@ def histc(input: Tensor, bins: int = 100, min: float = 0, max: float = 0) -> Ten
     if low is None and input.numel():
         low, high = float(input.data.min()), float(input.data.max())
     return histogram(input, bins, range=(low, high) if low is not None else None).hist
+
+
+def var_mean(input: Tensor, dim=None, *, correction: int = 1, keepdim: bool = False) -> tuple[Tensor, Tensor]:  # noqa: A002
+    """(var, mean) over `dim` in one call, as torch.var_mean."""
+    return var(input, dim, keepdim=keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def std_mean(input: Tensor, dim=None, *, correction: int = 1, keepdim: bool = False) -> tuple[Tensor, Tensor]:  # noqa: A002
+    """(std, mean) over `dim` in one call, as torch.std_mean."""
+    return std(input, dim, keepdim=keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def count_nonzero(input: Tensor, dim=None) -> Tensor:  # noqa: A002
+    """How many elements are not zero (over `dim`: an int, a tuple or None for all), int64, no gradient."""
+    axes = _normalize_axes(dim, input.ndim)
+    return Tensor._wrap(input.xp.count_nonzero(input.data, axis=axes).astype(backend.int64))
+
+
+def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False,  # noqa: A002
+           dim=None):
+    """The distinct values, sorted (the flattened input's; `dim` is not supported), with the inverse indices
+    and counts when asked, as torch.unique; no gradient."""
+    if dim is not None:
+        raise NotImplementedError("unique: dim= is not supported; call it on the flattened tensor")
+    values, inverse, counts = input.xp.unique(input.data.reshape(-1), return_inverse=True, return_counts=True)
+    out = [Tensor._wrap(values)]
+    if return_inverse:
+        out.append(Tensor._wrap(inverse.reshape(input.shape).astype(backend.int64)))
+    if return_counts:
+        out.append(Tensor._wrap(counts.astype(backend.int64)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def bincount(input: Tensor, weights: Tensor | None = None, minlength: int = 0) -> Tensor:  # noqa: A002
+    """Counts (or summed `weights`) of each value of a 1-D tensor of non-negative ints; no gradient."""
+    if input.ndim != 1 or backend.is_floating(input.dtype):
+        raise ValueError(f"bincount: expects a 1-D tensor of non-negative integers, got {input.dtype} {input.shape}")
+    counts = input.xp.bincount(input.data, weights=None if weights is None else weights.data, minlength=minlength)
+    return Tensor._wrap(counts if weights is not None else counts.astype(backend.int64))

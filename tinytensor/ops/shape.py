@@ -403,6 +403,65 @@ def take_along_dim(input: Tensor, indices, dim: int | None = None) -> Tensor:  #
                          f"dim {dim}") from None
 
 
+def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:  # noqa: A002
+    """torch.diagonal: the elements input[..., i, i + offset] of the plane (dim1, dim2), as a last axis."""
+    return _plane_diagonal(input, offset, dim1, dim2)
+
+
+def _plane_diagonal(input: Tensor, offset: int, dim1: int, dim2: int) -> Tensor:  # noqa: A002
+    first, second = dim_index("diagonal", dim1, input.shape), dim_index("diagonal", dim2, input.shape)
+    if first == second:
+        raise ValueError(f"diagonal: dim1 and dim2 name the same axis ({dim1}, {dim2}) of shape {input.shape}")
+    rest = [axis for axis in range(input.ndim) if axis not in (first, second)]
+    plane = permute(input, *rest, first, second)
+    rows, cols = plane.shape[-2], plane.shape[-1]
+    count = max(0, min(rows, cols - offset) if offset >= 0 else min(rows + offset, cols))
+    start_row, start_col = max(0, -offset), max(0, offset)
+    steps = input.xp.arange(count)
+    return getitem(plane, (Ellipsis, steps + start_row, steps + start_col))
+
+
+def diag(input: Tensor, diagonal: int = 0) -> Tensor:  # noqa: A002
+    """torch.diag: a vector becomes the square matrix with it on the `diagonal`-th diagonal; a matrix gives that
+    diagonal as a vector."""
+    if input.ndim == 2:
+        return _plane_diagonal(input, diagonal, 0, 1)
+    if input.ndim != 1:
+        raise ValueError(f"diag: expects a vector or a matrix, got shape {input.shape}")
+    square = input.reshape(-1, 1) * input.xp.eye(input.shape[0], dtype=input.dtype)
+    k = abs(diagonal)
+    widths = (k, 0, 0, k) if diagonal >= 0 else (0, k, k, 0)  # F.pad order: last axis (left, right), then rows
+    return pad(square, widths) if k else square
+
+
+def trace(input: Tensor) -> Tensor:  # noqa: A002
+    """The sum of a matrix's main diagonal."""
+    if input.ndim != 2:
+        raise ValueError(f"trace: expects a matrix, got shape {input.shape}")
+    return diagonal(input).sum()
+
+
+def meshgrid(*tensors, indexing: str = "ij") -> tuple[Tensor, ...]:
+    """Coordinate grids from 1-D tensors: with "ij" the i-th output varies along axis i; "xy" swaps the first two
+    axes (NumPy's default). Differentiable in the inputs."""
+    tensors = list(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else list(tensors)
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    if any(t.ndim != 1 for t in tensors):
+        raise ValueError(f"meshgrid: expects 1-D tensors, got shapes {[t.shape for t in tensors]}")
+    order = list(range(len(tensors)))
+    if indexing == "xy" and len(tensors) >= 2:
+        order[0], order[1] = 1, 0
+    sizes = [tensors[order[axis]].shape[0] for axis in range(len(tensors))]
+    grids = []
+    for i, t in enumerate(tensors):
+        axis = order.index(i)
+        shape = [1] * len(tensors)
+        shape[axis] = t.shape[0]
+        grids.append(expand(t.reshape(*shape), *sizes))
+    return tuple(grids)
+
+
 class Triangle(Function):
     """Keep the lower (tril) or upper (triu) triangle of the last two axes, zeroing the rest."""
 
