@@ -67,6 +67,13 @@ UNARY = {
     "round": (lambda x: x.round(), np.round, _off_the_steps),
     "trunc": (tt.trunc, np.trunc, _off_the_steps),
     "sign": (lambda x: x.sign(), np.sign, lambda shape: arrays(shape, away_from=(0.0,))),
+    "tan": (tt.tan, np.tan, lambda shape: arrays(shape, low=-1.2, high=1.2)),
+    "asin": (lambda x: x.asin(), np.arcsin, lambda shape: arrays(shape, low=-0.9, high=0.9)),
+    "acos": (tt.acos, np.arccos, lambda shape: arrays(shape, low=-0.9, high=0.9)),
+    "atan": (lambda x: x.atan(), np.arctan, arrays),
+    "sinh": (tt.sinh, np.sinh, arrays),
+    "cosh": (lambda x: x.cosh(), np.cosh, arrays),
+    "logit": (lambda x: x.logit(), lambda x: np.log(x / (1 - x)), lambda shape: arrays(shape, low=0.05, high=0.95)),
 }
 
 
@@ -391,3 +398,30 @@ def test_forward_only_checks_for_integer_inputs_of_square_and_strict_products():
     check_forward(lambda a: a.square() + a.mm(a).float(), lambda a: a * a + a @ a, ints.astype(np.float64))
     assert tt.dot(tt.tensor([1, 2]), tt.tensor([3, 4])).item() == 11
     assert math.isclose(tt.mv(tt.tensor(ints), tt.tensor([0.5, 1.0])).tolist()[1], 5.5)
+
+
+
+@op_settings
+@given(data=st.data())
+def test_atan2_logaddexp_and_hypot_match_numpy_and_finite_differences(device, data):
+    shape_y, shape_x = data.draw(broadcastable_shapes(2), label="shapes")
+    y, x = data.draw(_nonzero(shape_y), label="y"), data.draw(_nonzero(shape_x), label="x")
+    check_op(tt.atan2, np.arctan2, y, x, device=device)
+    check_op(lambda a, b: a.logaddexp(b), np.logaddexp, y, x, device=device)
+    check_op(tt.hypot, np.hypot, y, x, device=device)
+
+
+@few
+@given(data=st.data())
+def test_trigonometric_and_hyperbolic_ops_differentiate_twice(data):
+    x = tt.tensor(data.draw(arrays((3,), low=-0.8, high=0.8)), requires_grad=True)
+    for op in (tt.tan, tt.asin, tt.acos, tt.atan, tt.sinh, tt.cosh):
+        assert tt.gradgradcheck(op, [x])
+    other = tt.tensor(data.draw(_nonzero((3,))), requires_grad=True)
+    assert tt.gradgradcheck(tt.atan2, [x, other])
+
+
+def test_logaddexp_stays_finite_for_large_inputs():
+    big = tt.tensor([1e4, -1e4, 1e4], dtype=tt.float64)
+    np.testing.assert_allclose(tt.logaddexp(big, tt.tensor([1e4, -1e4, -1e4], dtype=tt.float64)).numpy(),
+                               [1e4 + math.log(2), -1e4 + math.log(2), 1e4])

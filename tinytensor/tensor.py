@@ -654,6 +654,36 @@ class Tensor:
     def take_along_dim(self, indices, dim=None):
         return ops.take_along_dim(self, indices, dim)
 
+    def tan(self):
+        return ops.tan(self)
+
+    def asin(self):
+        return ops.asin(self)
+
+    def acos(self):
+        return ops.acos(self)
+
+    def atan(self):
+        return ops.atan(self)
+
+    def sinh(self):
+        return ops.sinh(self)
+
+    def cosh(self):
+        return ops.cosh(self)
+
+    def atan2(self, other):
+        return ops.atan2(self, other)
+
+    def logaddexp(self, other):
+        return ops.logaddexp(self, other)
+
+    def hypot(self, other):
+        return ops.hypot(self, other)
+
+    def logit(self, eps=None):
+        return ops.logit(self, eps)
+
     def clip(self, min=None, max=None):  # noqa: A002 - PyTorch's names
         return ops.clamp(self, min, max)
 

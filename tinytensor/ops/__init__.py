@@ -9,8 +9,9 @@ from tinytensor.ops.elementwise import (abs, add, addcdiv, addcmul, cast, clamp,
                                         isfinite, le, lerp, log, logical_and, logical_not, logical_or, logical_xor,
                                         lt, masked_fill, maximum, minimum, mul, ne, neg, pow, rsqrt, sigmoid, sqrt,
                                         sub, tanh, to_device, where)
-from tinytensor.ops.unary import (allclose, ceil, clamp_max, clamp_min, cos, equal, expm1, floor, frac, isclose,
-                                  isinf, isnan, log1p, log2, log10, reciprocal, round, sign, sin, square, trunc)
+from tinytensor.ops.unary import (acos, allclose, asin, atan, atan2, ceil, clamp_max, clamp_min, cos, cosh, equal,
+                                  expm1, floor, frac, hypot, isclose, isinf, isnan, log1p, log2, log10, logaddexp,
+                                  logit, reciprocal, round, sign, sin, sinh, square, tan, trunc)
 from tinytensor.ops.activation import erf, gelu, relu, silu
 from tinytensor.ops.conv import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,
                                  max_pool1d, max_pool2d)

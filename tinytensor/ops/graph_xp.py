@@ -34,6 +34,8 @@ class GraphXp:
     abs = staticmethod(elementwise.abs)
     sin = staticmethod(unary.sin)
     cos = staticmethod(unary.cos)
+    sinh = staticmethod(unary.sinh)
+    cosh = staticmethod(unary.cosh)
     where = staticmethod(elementwise.where)
     matmul = staticmethod(linalg.matmul)
     einsum = staticmethod(linalg.einsum)

@@ -14,7 +14,8 @@ import math
 from tinytensor import backend
 from tinytensor.autograd import Function
 from tinytensor.ops._util import check_broadcastable, operands
-from tinytensor.ops.elementwise import cast, clamp, clone, div, mul, sub
+from tinytensor.ops.elementwise import abs as absolute
+from tinytensor.ops.elementwise import cast, clamp, clone, div, exp, log, maximum, mul, neg, sqrt, sub
 from tinytensor.tensor import Tensor
 
 
@@ -72,8 +73,111 @@ class LogBase(Function):
         return grad / (self.saved[0] * self.ln_base)
 
 
+class Tan(Function):
+    """tan a; d/da = 1 + tan² a (from the saved output)."""
+
+    def forward(self, a):
+        out = self.xp.tan(a)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad):
+        return grad * (1 + self.saved[0] * self.saved[0])
+
+
+class InverseTrig(Function):
+    """asin, acos or atan: d/da = ±1/√(1 − a²) for the first two, 1/(1 + a²) for atan."""
+
+    def forward(self, a, which="asin"):
+        self.which = which
+        self.save_for_backward(a)
+        return {"asin": self.xp.arcsin, "acos": self.xp.arccos, "atan": self.xp.arctan}[which](a)
+
+    def backward(self, grad):
+        a = self.saved[0]
+        if self.which == "atan":
+            return grad / (1 + a * a)
+        slope = (1 - a * a) ** -0.5
+        return grad * slope if self.which == "asin" else -grad * slope
+
+
+class Hyperbolic(Function):
+    """sinh or cosh; each is the other's derivative."""
+
+    def forward(self, a, which="sinh"):
+        self.which = which
+        self.save_for_backward(a)
+        return self.xp.sinh(a) if which == "sinh" else self.xp.cosh(a)
+
+    def backward(self, grad):
+        a = self.saved[0]
+        return grad * (self.xp.cosh(a) if self.which == "sinh" else self.xp.sinh(a))
+
+
+class Atan2(Function):
+    """The angle of the point (x, y): atan2(y, x) in (−π, π]; ∂/∂y = x/r², ∂/∂x = −y/r²."""
+
+    def forward(self, y, x):
+        self.save_for_backward(y, x)
+        return self.xp.arctan2(y, x)
+
+    def backward(self, grad):
+        y, x = self.saved
+        scale = grad / (x * x + y * y)
+        return scale * x, -scale * y
+
+
 def sin(a: Tensor) -> Tensor:
     return Sin.apply(_floating(a))
+
+
+def tan(a: Tensor) -> Tensor:
+    return Tan.apply(_floating(a))
+
+
+def asin(a: Tensor) -> Tensor:
+    return InverseTrig.apply(_floating(a), which="asin")
+
+
+def acos(a: Tensor) -> Tensor:
+    return InverseTrig.apply(_floating(a), which="acos")
+
+
+def atan(a: Tensor) -> Tensor:
+    return InverseTrig.apply(_floating(a), which="atan")
+
+
+def sinh(a: Tensor) -> Tensor:
+    return Hyperbolic.apply(_floating(a), which="sinh")
+
+
+def cosh(a: Tensor) -> Tensor:
+    return Hyperbolic.apply(_floating(a), which="cosh")
+
+
+def atan2(input, other) -> Tensor:  # noqa: A002 - PyTorch's name
+    """torch.atan2(y, x), broadcasting."""
+    y, x = operands(input, other)
+    check_broadcastable("atan2", y, x)
+    return Atan2.apply(_floating(y), _floating(x))
+
+
+def logaddexp(input, other) -> Tensor:  # noqa: A002 - PyTorch's name
+    """log(eᵃ + eᵇ) without overflow: max(a, b) + log1p(e^−|a − b|)."""
+    a, b = operands(input, other)
+    return maximum(a, b) + log1p(exp(neg(absolute(sub(a, b)))))
+
+
+def hypot(input, other) -> Tensor:  # noqa: A002 - PyTorch's name
+    """√(a² + b²)."""
+    a, b = operands(input, other)
+    return sqrt(mul(a, a) + mul(b, b))
+
+
+def logit(input: Tensor, eps: float | None = None) -> Tensor:  # noqa: A002 - PyTorch's name
+    """log(p / (1 − p)), with p clamped to [eps, 1 − eps] when `eps` is given."""
+    p = clamp(input, eps, 1 - eps) if eps is not None else input
+    return log(div(p, 1 - p))
 
 
 def cos(a: Tensor) -> Tensor:
