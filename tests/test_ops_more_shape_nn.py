@@ -540,3 +540,17 @@ def test_meshgrid_in_both_indexings_and_the_creation_helpers(device):
     shared = tt.as_tensor(array)
     shared.data[0] = 7.0
     assert array[0] == 7.0 and tt.as_tensor(like) is like and tt.as_tensor([1, 2]).dtype == tt.long
+
+
+def test_kron_cross_cdist_triangle_indices_and_cartesian_product_match_numpy(device):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((3, 2))
+    check_op(tt.kron, np.kron, a, b, device=device)
+    u, v = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    check_op(lambda u, v: tt.cross(u, v, dim=1), lambda u, v: np.cross(u, v, axis=1), u, v, device=device)
+    p, r = rng.standard_normal((3, 2)), rng.standard_normal((4, 2))
+    check_op(tt.cdist, lambda p, r: np.linalg.norm(p[:, None] - r[None], axis=-1), p, r, device=device)
+    assert tt.tril_indices(3, 4, 1).numpy().tolist() == [list(i) for i in np.tril_indices(3, 1, 4)]
+    assert tt.triu_indices(3, 3, device=device).numpy().tolist() == [list(i) for i in np.triu_indices(3)]
+    product = tt.cartesian_prod(tt.tensor([1, 2]), tt.tensor([3, 4, 5]))
+    assert product.tolist() == [[1, 3], [1, 4], [1, 5], [2, 3], [2, 4], [2, 5]]

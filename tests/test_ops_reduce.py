@@ -193,3 +193,35 @@ def test_unique_bincount_count_nonzero_var_mean_and_clip(device):
     assert tt.clip(x, -0.5, 1.0).numpy().tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, -0.5]] and x.clip(max=0).max() == 0
     with pytest.raises(ValueError, match="bincount: expects a 1-D tensor of non-negative integers"):
         tt.bincount(x)
+
+
+@op_settings
+@given(data=st.data())
+def test_cumprod_quantile_and_median_match_numpy_and_finite_differences_zeros_included(device, data):
+    shape = data.draw(shapes(min_dims=1, max_dims=3), label="shape")
+    dim = data.draw(axis(len(shape)), label="dim")
+    x = data.draw(arrays(shape), label="x")
+    x.flat[data.draw(st.integers(0, x.size - 1), label="zeroed")] = 0.0  # cumprod's gradient must survive a zero
+    check_op(lambda x: tt.cumprod(x, dim), lambda x: np.cumprod(x, dim), x, device=device)
+    distinct = data.draw(distinct_arrays(shape), label="distinct")  # ties would make the sorted order ambiguous
+    q = data.draw(st.sampled_from([0.0, 0.3, 0.5, 1.0]), label="q")
+    check_op(lambda x: tt.quantile(x, q, dim), lambda x: np.quantile(x, q, axis=dim), distinct, device=device)
+    lower = (shape[dim] - 1) // 2
+    check_op(lambda x: x.median(dim).values, lambda x: np.take(np.sort(x, dim), lower, dim), distinct, device=device)
+
+
+def test_cummax_nan_reductions_searchsorted_and_cumprod_second_derivative(device):
+    x = tensor(np.array([[2.0, 0.0, 3.0, 3.0], [1.0, 4.0, 2.0, 5.0]]), device, tt.float64, requires_grad=True)
+    values, indices = x.cummax(1)
+    assert values.numpy().tolist() == [[2, 2, 3, 3], [1, 4, 4, 5]] and indices.numpy().tolist() == [[0, 0, 2, 3],
+                                                                                                       [0, 1, 1, 3]]
+    values.sum().backward()
+    assert x.grad.numpy().tolist() == [[2, 0, 1, 1], [1, 2, 0, 1]]
+    gaps = tensor(np.array([1.0, np.nan, 3.0]), device)
+    assert tt.nansum(gaps).item() == 4.0 and gaps.nanmean().item() == 2.0
+    edges = tensor(np.array([1, 3, 5, 7]), device)
+    assert tt.searchsorted(edges, tensor(np.array([3, 6]), device)).numpy().tolist() == [1, 3]
+    assert tt.searchsorted(edges, tensor(np.array([3, 6]), device), right=True).numpy().tolist() == [2, 3]
+    assert tt.bucketize(tensor(np.array([3, 6]), device), edges).numpy().tolist() == [1, 3]
+    leaf = tt.tensor(np.array([[0.5, 0.0, 2.0], [1.5, -1.0, 0.3]]), requires_grad=True)
+    assert tt.gradgradcheck(lambda a: tt.cumprod(a, 1), [leaf])

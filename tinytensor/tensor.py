@@ -684,6 +684,24 @@ class Tensor:
     def logit(self, eps=None):
         return ops.logit(self, eps)
 
+    def cumprod(self, dim, *, dtype=None):
+        return ops.cumprod(self, dim, dtype=dtype)
+
+    def cummax(self, dim):
+        return ops.cummax(self, dim)
+
+    def median(self, dim=None, keepdim=False):
+        return ops.median(self, dim, keepdim)
+
+    def quantile(self, q, dim=None, keepdim=False, *, interpolation="linear"):
+        return ops.quantile(self, q, dim, keepdim, interpolation=interpolation)
+
+    def nansum(self, dim=None, keepdim=False):
+        return ops.nansum(self, dim, keepdim)
+
+    def nanmean(self, dim=None, keepdim=False):
+        return ops.nanmean(self, dim, keepdim)
+
     def clip(self, min=None, max=None):  # noqa: A002 - PyTorch's names
         return ops.clamp(self, min, max)
 

@@ -238,3 +238,33 @@ def einsum(equation: str, *operands) -> Tensor:
     dtype = functools.reduce(result_dtype, [t.dtype for t in tensors])
     tensors = [t if t.dtype == dtype else cast_tensor(t, dtype) for t in tensors]
     return Einsum.apply(*tensors, inputs=tuple(inputs), output=output if arrow else _implicit_output(inputs))
+
+
+def kron(a: Tensor, b: Tensor) -> Tensor:
+    """The Kronecker product: block (i, j) of the result is a[i, j]·b (any ndim; the fewer-dimensional operand
+    gets leading axes of size 1)."""
+    ndim = max(a.ndim, b.ndim)
+    a, b = a.reshape(*(1,) * (ndim - a.ndim), *a.shape), b.reshape(*(1,) * (ndim - b.ndim), *b.shape)
+    interleaved_a = a.reshape(*[n for size in a.shape for n in (size, 1)])
+    interleaved_b = b.reshape(*[n for size in b.shape for n in (1, size)])
+    return (interleaved_a * interleaved_b).reshape(*[m * n for m, n in zip(a.shape, b.shape)])
+
+
+def cross(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
+    """The cross product of 3-vectors along `dim` (broadcasting the rest)."""
+    from tinytensor.ops.shape import stack, unbind
+
+    if a.shape[dim] != 3 or b.shape[dim] != 3:
+        raise ValueError(f"cross: dim {dim} must have size 3 in both, got {a.shape} and {b.shape}")
+    (a1, a2, a3), (b1, b2, b3) = unbind(a, dim), unbind(b, dim)
+    return stack([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1], dim)
+
+
+def cdist(x1: Tensor, x2: Tensor, p: float = 2.0) -> Tensor:
+    """The p-norm distance between every row of x1 [..., P, M] and every row of x2 [..., R, M] → [..., P, R]."""
+    from tinytensor import linalg
+
+    if x1.shape[-1] != x2.shape[-1]:
+        raise ValueError(f"cdist: rows of x1 {x1.shape} and x2 {x2.shape} must have the same length")
+    differences = x1.reshape(*x1.shape[:-1], 1, x1.shape[-1]) - x2.reshape(*x2.shape[:-2], 1, *x2.shape[-2:])
+    return linalg.vector_norm(differences, ord=p, dim=-1)

@@ -462,6 +462,29 @@ def meshgrid(*tensors, indexing: str = "ij") -> tuple[Tensor, ...]:
     return tuple(grids)
 
 
+def tril_indices(row: int, col: int, offset: int = 0, *, dtype=None, device: str = "cpu") -> Tensor:
+    """[2, N] coordinates of the lower triangle of a row×col matrix (on and below diagonal `offset`)."""
+    return _triangle_indices(backend.module_for(device).tril_indices(row, offset, col), dtype)
+
+
+def triu_indices(row: int, col: int, offset: int = 0, *, dtype=None, device: str = "cpu") -> Tensor:
+    """[2, N] coordinates of the upper triangle of a row×col matrix (on and above diagonal `offset`)."""
+    return _triangle_indices(backend.module_for(device).triu_indices(row, offset, col), dtype)
+
+
+def _triangle_indices(pair, dtype) -> Tensor:
+    xp = backend.array_module(pair[0])
+    return Tensor._wrap(xp.stack(pair).astype(backend.as_dtype(dtype or backend.int64)))
+
+
+def cartesian_prod(*tensors: Tensor) -> Tensor:
+    """Every combination of one element from each 1-D tensor, as rows [N, k] (itertools.product's order); one
+    tensor is returned as it is."""
+    if len(tensors) == 1:
+        return tensors[0]
+    return stack([grid.reshape(-1) for grid in meshgrid(*tensors, indexing="ij")], 1)
+
+
 class Triangle(Function):
     """Keep the lower (tril) or upper (triu) triangle of the last two axes, zeroing the rest."""
 

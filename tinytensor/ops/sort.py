@@ -36,3 +36,20 @@ def topk(a: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = 
     order = argsort(a, dim, descending=largest).data
     indices = Tensor._wrap(a.xp.take(order, a.xp.arange(k), axis=dim))
     return ValuesIndices(gather(a, dim, indices), indices)
+
+
+def searchsorted(sorted_sequence: Tensor, values, *, right: bool = False, side: str | None = None) -> Tensor:
+    """Where each of `values` would go in a sorted 1-D `sorted_sequence` to keep it sorted (int64): the first
+    such place, or the last with right=True (side="right"), as torch.searchsorted; no gradient."""
+    if sorted_sequence.ndim != 1:
+        raise ValueError(f"searchsorted: expects a 1-D sorted_sequence, got shape {sorted_sequence.shape}")
+    values = values if isinstance(values, Tensor) else Tensor(values, device=sorted_sequence.device)
+    side = side or ("right" if right else "left")
+    found = sorted_sequence.xp.searchsorted(sorted_sequence.data, values.data, side=side)
+    return Tensor._wrap(found.astype(backend.int64))
+
+
+def bucketize(input: Tensor, boundaries: Tensor, *, right: bool = False) -> Tensor:  # noqa: A002
+    """The bucket of each input between sorted `boundaries`: i with boundaries[i−1] < x ≤ boundaries[i]
+    (≤ and < with right=True), i.e. searchsorted with the arguments swapped."""
+    return searchsorted(boundaries, input, side="left" if not right else "right")
