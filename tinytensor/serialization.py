@@ -15,6 +15,7 @@ or a function raises TypeError. Layer: beside `io`, at the top.
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +38,7 @@ def save(obj: Any, f: io.PathLike) -> None:
     else:
         tensors: dict[str, Any] = {}
         skeleton = _encode(obj, tensors, "obj")
-        io.save(tensors, f, metadata={_KIND_KEY: "nested", _STRUCTURE_KEY: skeleton})
+        io.save(tensors, f, metadata={_KIND_KEY: "nested", _STRUCTURE_KEY: json.dumps(skeleton)})
 
 
 def load(f: io.PathLike, map_location=None, weights_only: bool = True) -> Any:
@@ -46,10 +47,16 @@ def load(f: io.PathLike, map_location=None, weights_only: bool = True) -> Any:
     tensors = io.load(f, device="cpu" if map_location is None else str(map_location))
     metadata = io.load_metadata(f)
     kind = metadata.get(_KIND_KEY)
-    if kind == "tensor":
+    if kind == "tensor" and _TENSOR_KEY in tensors:
         return tensors[_TENSOR_KEY]
     if kind == "nested":
-        return _decode(metadata.get(_STRUCTURE_KEY), tensors, f)
+        try:
+            skeleton = json.loads(metadata[_STRUCTURE_KEY])
+        except (KeyError, TypeError, ValueError):
+            raise io.CheckpointError(f, "the saved structure is missing or not JSON") from None
+        return _decode(skeleton, tensors, f)
+    if kind not in (None, "state_dict"):  # None: a safetensors file from elsewhere, read as a state dict
+        raise io.CheckpointError(f, f"unknown kind of saved object {kind!r} in its metadata")
     return tensors
 
 
