@@ -18,9 +18,9 @@ from tinytensor.ops.conv import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_p
 from tinytensor.ops.attention import packed_self_attention, scaled_dot_product_attention
 from tinytensor.ops.linalg import (addmm, baddbmm, bmm, cdist, cross, dot, einsum, kron, linear, matmul, mm, mv,
                                    outer)
-from tinytensor.ops.reduce import (all, amax, amin, any, argmax, argmin, bincount, count_nonzero, cummax, cumprod,
-                                   cumsum, histc, histogram, HistogramBins, logsumexp, max, mean, median, min,
-                                   nanmean, nansum, norm, prod, quantile, std, std_mean, sum, unique, ValuesIndices,
+from tinytensor.ops.reduce import (all, amax, amin, any, argmax, argmin, bincount, count_nonzero, cumprod,
+                                   cumsum, histc, histogram, HistogramBins, logsumexp, max, mean, min,
+                                   nanmean, nansum, norm, prod, std, std_mean, sum, unique, ValuesIndices,
                                    var, var_mean)
 from tinytensor.ops.nn import (cosine_similarity, cross_entropy, dropout, embedding, layer_norm, log_softmax, nll_loss,
                                rms_norm, softmax)
@@ -30,7 +30,7 @@ from tinytensor.ops.shape import (argwhere, cartesian_prod, cat, chunk, contiguo
                                   moveaxis, movedim, narrow, nonzero, pad, permute, repeat, reshape, roll, select,
                                   split, squeeze, stack, swapaxes, swapdims, take_along_dim, trace, transpose, tril,
                                   tril_indices, triu, triu_indices, unbind, unflatten, unsqueeze, view)
-from tinytensor.ops.sort import (argsort, bucketize, searchsorted, sort, topk)
+from tinytensor.ops.sort import argsort, bucketize, cummax, median, quantile, searchsorted, sort, topk
 from tinytensor.ops.rounding import floor_divide, fmod, remainder
 from tinytensor.ops.scatter import index_select, scatter, scatter_add
 from tinytensor.ops import inplace  # noqa: I001 - after the families it builds on

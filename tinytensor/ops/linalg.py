@@ -12,6 +12,7 @@ import string
 
 from tinytensor.autograd import Function
 from tinytensor.ops._util import cast_tensor, operands, result_dtype
+from tinytensor.ops.shape import stack, unbind
 from tinytensor.tensor import Tensor
 
 
@@ -252,8 +253,6 @@ def kron(a: Tensor, b: Tensor) -> Tensor:
 
 def cross(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
     """The cross product of 3-vectors along `dim` (broadcasting the rest)."""
-    from tinytensor.ops.shape import stack, unbind
-
     if a.shape[dim] != 3 or b.shape[dim] != 3:
         raise ValueError(f"cross: dim {dim} must have size 3 in both, got {a.shape} and {b.shape}")
     (a1, a2, a3), (b1, b2, b3) = unbind(a, dim), unbind(b, dim)

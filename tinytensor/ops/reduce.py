@@ -12,7 +12,8 @@ from typing import NamedTuple
 from tinytensor import backend
 from tinytensor.autograd import Function
 from tinytensor.ops._util import axis_arg, keepdims_arg
-from tinytensor.ops.elementwise import cast, maximum, minimum, sqrt
+from tinytensor.ops.elementwise import cast, maximum, minimum, sqrt, where
+from tinytensor.ops.shape import stack, unbind
 from tinytensor.tensor import Tensor
 
 
@@ -330,8 +331,6 @@ class CumProd(Function):
         return xp.moveaxis(before * scanned, -1, self.axis)
 
     def composed(self, a):
-        from tinytensor.ops.shape import stack, unbind
-
         running, products = None, []
         for piece in unbind(a, self.axis):
             running = piece if running is None else running * piece
@@ -354,66 +353,8 @@ def cumprod(a: Tensor, dim: int, *, dtype=None) -> Tensor:
     return CumProd.apply(a, axis=_normalize_axes(dim, a.ndim)[0])
 
 
-def cummax(a: Tensor, dim: int) -> ValuesIndices:
-    """(running maximum, index of the last element reaching it) along `dim`, as torch.cummax; the values'
-    gradient goes to those elements."""
-    from tinytensor.ops.shape import gather
-
-    xp, axis = a.xp, _normalize_axes(dim, a.ndim)[0]
-    moved = _axis_last(xp, a.data, axis)
-    reaches = moved >= xp.maximum.accumulate(moved, axis=-1)
-    positions = xp.where(reaches, xp.arange(moved.shape[-1]), 0)
-    indices = xp.moveaxis(xp.maximum.accumulate(positions, axis=-1), -1, axis).astype(backend.int64)
-    return ValuesIndices(gather(a, axis, Tensor._wrap(indices)), Tensor._wrap(indices))
-
-
-def median(a: Tensor, dim: int | None = None, keepdim: bool = False):
-    """The lower median (for an even count, the smaller middle value, as PyTorch): over everything (a 0-d
-    tensor), or along `dim` as (values, indices). Its gradient goes to the median element."""
-    from tinytensor.ops.sort import sort
-
-    if dim is None:
-        return median(a.reshape(-1), 0).values
-    axis = _normalize_axes(dim, a.ndim)[0]
-    values, indices = sort(a, axis)
-    middle = (a.shape[axis] - 1) // 2
-    pick = (slice(None),) * axis + (slice(middle, middle + 1) if keepdim else middle,)
-    return ValuesIndices(values[pick], indices[pick])
-
-
-def quantile(a: Tensor, q, dim: int | None = None, keepdim: bool = False, *, interpolation: str = "linear") -> Tensor:
-    """The q-th quantiles (q a number or a 1-D tensor in [0, 1]) along `dim` (None: of everything), linearly
-    interpolated between the neighbouring sorted values as torch.quantile's default; differentiable in `a`."""
-    from tinytensor.ops.sort import sort
-
-    if interpolation != "linear":
-        raise NotImplementedError(f"quantile: only interpolation='linear' is supported, got {interpolation!r}")
-    if dim is None:
-        return quantile(a.reshape(-1), q, 0, keepdim=False)
-    qs = [float(q)] if not isinstance(q, Tensor) or q.ndim == 0 else [float(v) for v in q.tolist()]
-    if builtins.any(not 0 <= v <= 1 for v in qs):
-        raise ValueError(f"quantile: q must lie in [0, 1], got {qs}")
-    axis = _normalize_axes(dim, a.ndim)[0]
-    ordered = sort(a, axis).values
-    results = []
-    for v in qs:
-        position = v * (a.shape[axis] - 1)
-        low, frac = int(position), position - int(position)
-        high = builtins.min(low + 1, a.shape[axis] - 1)
-        take = [(slice(None),) * axis + (slice(i, i + 1),) for i in (low, high)]
-        value = ordered[take[0]] * (1 - frac) + ordered[take[1]] * frac
-        results.append(value if keepdim else value.squeeze(axis))
-    if not isinstance(q, Tensor) or q.ndim == 0:
-        return results[0]
-    from tinytensor.ops.shape import stack
-
-    return stack(results, 0)
-
-
 def nansum(a: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """The sum ignoring NaNs (treated as zero)."""
-    from tinytensor.ops.elementwise import where
-
     return where(a.xp.isnan(a.data), 0.0, a).sum(dim, keepdim)
 
 

@@ -1,4 +1,5 @@
-"""Ordering: sort, argsort and topk, with PyTorch's arguments and (values, indices) results.
+"""Ordering: sort, argsort and topk, with PyTorch's arguments and (values, indices) results; the statistics read off
+an order (median, quantile, cummax) and searchsorted/bucketize.
 
 The indices come from the backend's stable argsort and carry no gradient; the values are `gather`ed with them, so
 their backward is gather's (each value's gradient goes back to the element it came from).
@@ -6,8 +7,9 @@ their backward is gather's (each value's gradient goes back to the element it ca
 from __future__ import annotations
 
 from tinytensor import backend
+from tinytensor.ops._util import dim_index
 from tinytensor.ops.reduce import ValuesIndices
-from tinytensor.ops.shape import gather
+from tinytensor.ops.shape import gather, stack
 from tinytensor.tensor import Tensor
 
 
@@ -53,3 +55,51 @@ def bucketize(input: Tensor, boundaries: Tensor, *, right: bool = False) -> Tens
     """The bucket of each input between sorted `boundaries`: i with boundaries[i−1] < x ≤ boundaries[i]
     (≤ and < with right=True), i.e. searchsorted with the arguments swapped."""
     return searchsorted(boundaries, input, side="left" if not right else "right")
+
+
+def cummax(a: Tensor, dim: int) -> ValuesIndices:
+    """(running maximum, index of the last element reaching it) along `dim`, as torch.cummax; the values'
+    gradient goes to those elements."""
+    xp, axis = a.xp, dim_index("cummax", dim, a.shape)
+    moved = xp.moveaxis(a.data, axis, -1)
+    reaches = moved >= xp.maximum.accumulate(moved, axis=-1)
+    positions = xp.where(reaches, xp.arange(moved.shape[-1]), 0)
+    indices = xp.moveaxis(xp.maximum.accumulate(positions, axis=-1), -1, axis).astype(backend.int64)
+    return ValuesIndices(gather(a, axis, Tensor._wrap(indices)), Tensor._wrap(indices))
+
+
+def median(a: Tensor, dim: int | None = None, keepdim: bool = False):
+    """The lower median (for an even count, the smaller middle value, as PyTorch): over everything (a 0-d
+    tensor), or along `dim` as (values, indices). Its gradient goes to the median element."""
+    if dim is None:
+        return median(a.reshape(-1), 0).values
+    axis = dim_index("median", dim, a.shape)
+    values, indices = sort(a, axis)
+    middle = (a.shape[axis] - 1) // 2
+    pick = (slice(None),) * axis + (slice(middle, middle + 1) if keepdim else middle,)
+    return ValuesIndices(values[pick], indices[pick])
+
+
+def quantile(a: Tensor, q, dim: int | None = None, keepdim: bool = False, *, interpolation: str = "linear") -> Tensor:
+    """The q-th quantiles (q a number or a 1-D tensor in [0, 1]) along `dim` (None: of everything), linearly
+    interpolated between the neighbouring sorted values as torch.quantile's default; differentiable in `a`."""
+    if interpolation != "linear":
+        raise NotImplementedError(f"quantile: only interpolation='linear' is supported, got {interpolation!r}")
+    if dim is None:
+        return quantile(a.reshape(-1), q, 0, keepdim=False)
+    qs = [float(q)] if not isinstance(q, Tensor) or q.ndim == 0 else [float(v) for v in q.tolist()]
+    if any(not 0 <= v <= 1 for v in qs):
+        raise ValueError(f"quantile: q must lie in [0, 1], got {qs}")
+    axis = dim_index("quantile", dim, a.shape)
+    ordered = sort(a, axis).values
+    results = []
+    for v in qs:
+        position = v * (a.shape[axis] - 1)
+        low, frac = int(position), position - int(position)
+        high = min(low + 1, a.shape[axis] - 1)
+        take = [(slice(None),) * axis + (slice(i, i + 1),) for i in (low, high)]
+        value = ordered[take[0]] * (1 - frac) + ordered[take[1]] * frac
+        results.append(value if keepdim else value.squeeze(axis))
+    if not isinstance(q, Tensor) or q.ndim == 0:
+        return results[0]
+    return stack(results, 0)
