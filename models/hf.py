@@ -132,6 +132,19 @@ def key_padding_mask(attention_mask, like: tt.Tensor, past: int = 0):
 
 
 CONFIG_FILE = "config.json"
+SIZE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "embedding_size", "n_embd", "n_inner")
+
+
+def check_sizes_fit_weights(config, state: dict[str, numpy.ndarray], config_path: Path) -> None:
+    """Each size the config names (hidden_size, vocab_size, …) must be the length of some axis of the weights.
+    Checked before the model is built: a config.json that lost a key takes its class's default, and LLaMA's
+    defaults (4096 wide, 32 layers) would allocate 7 billion parameters before the weights could disagree."""
+    lengths = {n for array in state.values() for n in array.shape}
+    for field in SIZE_FIELDS:
+        size = getattr(config, field, None)
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0 and size not in lengths:
+            raise ConfigError(config_path, f"{field} {size} is not the length of any axis of the weights; the config "
+                                           "does not describe this checkpoint")
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 LAYOUT = (f"a Hugging Face checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE}, or {WEIGHTS_INDEX_FILE} "
@@ -159,6 +172,7 @@ class PretrainedModel(nn.Module):
         directory = Path(directory)
         config = read_config(cls.config_class, directory)
         state = read_weights(directory)
+        check_sizes_fit_weights(config, state, directory / CONFIG_FILE)
         if dtype is None:
             dtype = _floating_dtype(state, directory)
         with file_errors(directory / CONFIG_FILE):  # sizes the config allows but no array can have (-1, ...)

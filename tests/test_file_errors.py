@@ -312,3 +312,20 @@ def test_the_one_argument_form_of_checkpoint_error_still_works():
 def test_tokenizer_records_in_a_checkpoint_are_typed(tokenizer, record, message):
     with pytest.raises(ValueError, match=message):
         tokenizer.from_dict(record)
+
+
+@pytest.mark.parametrize("lost", [("hidden_size", "intermediate_size"), ("vocab_size",)])
+def test_a_config_that_lost_its_sizes_is_refused_before_a_default_sized_model_is_built(tmp_path, lost):
+    """LLaMA's defaults (4096 wide, 11008 inner, 32 layers) would allocate 7 billion parameters (28 GB) before the
+    tiny weights could disagree; the sizes are checked against the weights' axes first."""
+    from models.llama import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=8, intermediate_size=12, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16)
+                     ).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key in lost:
+        del config[key]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(io.ConfigError, match=f"config.json: {lost[0]} \\d+ is not the length of any axis"):
+        LlamaForCausalLM.from_pretrained(tmp_path)
